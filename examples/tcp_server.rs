@@ -1,0 +1,99 @@
+//! The chat server over std TCP.
+//!
+//! ```text
+//! cargo run --example tcp_server -- [--addr <host:port>] [--max-clients <n>]
+//!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
+//! ```
+//!
+//! Prints `Server listening on <ip>:<port>` as its first line on standard
+//! output and logs to standard error (`RUST_LOG=debug` for more). Ctrl-C
+//! (SIGINT) and SIGTERM shut it down cleanly.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chatcore::{Server, ServerConfig, TcpTransport};
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// A line-based chat server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    addr: String,
+    /// Open connections at most, in the handshake or not.
+    #[arg(long, default_value_t = chatcore::server::DEFAULT_MAX_CLIENTS)]
+    max_clients: usize,
+    /// The longest client line, in bytes.
+    #[arg(long, default_value_t = chatcore::protocol::DEFAULT_MAX_LINE)]
+    max_line: usize,
+    /// Pending bytes per member before it is dropped as a slow consumer.
+    #[arg(long, default_value_t = chatcore::outbox::DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
+    /// Seconds a connection has to send an acceptable name.
+    #[arg(long, default_value_t = chatcore::server::DEFAULT_NAME_TIMEOUT.as_secs())]
+    name_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let args = Args::parse();
+
+    let transport = match TcpTransport::bind(&args.addr) {
+        Ok(transport) => transport,
+        Err(error) => {
+            log::error!("cannot listen on {}: {error}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ServerConfig::default()
+        .max_clients(args.max_clients)
+        .max_line(args.max_line)
+        .queue_bytes(args.queue_bytes)
+        .name_timeout(Duration::from_secs(args.name_timeout));
+    let server = Server::new(transport, config);
+
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            log::error!("cannot handle signals: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = server.shutdown_handle();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            log::info!("signal {signal} received");
+            shutdown.trigger();
+        }
+    });
+
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "Server listening on {}",
+        server.transport().local_addr()
+    );
+    let _ = stdout.flush();
+    log::info!(
+        "limits: {} clients, {}-byte lines, {}-byte queues, {} s to name",
+        args.max_clients,
+        args.max_line,
+        args.queue_bytes,
+        args.name_timeout
+    );
+
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `chatcore`: the pieces of a line-based chat server.
+//!
+//! A [`ChatRoom`] keeps the members and their one order of events; a line
+//! protocol turns bytes into [`Command`](protocol::Command)s and typed
+//! [`Reply`](protocol::Reply)s into bytes; a [`Session`] runs one
+//! connection's handshake and commands; a [`Transport`] moves bytes and
+//! connections; a [`Server`] wires a transport into a room. Room, protocol
+//! and session know nothing of sockets, so room semantics can be tested with
+//! no network at all:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chatcore::{ChatRoom, Outbox};
+//!
+//! let room = ChatRoom::new();
+//! let outbox = || Arc::new(Outbox::new(1 << 20));
+//! let (ana, bob, cy) = (outbox(), outbox(), outbox());
+//! let ana_id = room.join("Ana", ana.clone())?;
+//! let bob_id = room.join("bob", bob.clone())?;
+//! room.join("cy", cy.clone())?;
+//! for o in [&ana, &bob, &cy] {
+//!     o.drain_bytes(); // welcomes and join notices
+//! }
+//!
+//! room.whisper(ana_id, "BOB", "psst")?;
+//! room.broadcast(bob_id, "hi all")?;
+//! room.leave(bob_id);
+//!
+//! assert_eq!(ana.drain_bytes(), b"bob: hi all\nbob has left the chat.\n");
+//! assert_eq!(bob.drain_bytes(), b"priv(Ana): psst\nbob: hi all\n");
+//! assert_eq!(cy.drain_bytes(), b"bob: hi all\nbob has left the chat.\n");
+//! # Ok::<(), chatcore::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`protocol`]: framing ([`LineCodec`](protocol::LineCodec)), commands,
+//!   names, and every server line ([`Reply`](protocol::Reply)).
+//! - [`room`]: [`ChatRoom`] and [`MemberId`].
+//! - [`outbox`]: a member's bounded queue of encoded lines ([`Outbox`]).
+//! - [`session`]: the sans-I/O per-connection state machine ([`Session`]).
+//! - [`transport`]: the [`Transport`] trait, [`TcpTransport`] and
+//!   [`MemoryTransport`].
+//! - [`server`]: [`Server`], [`ServerConfig`] and the [`Shutdown`] handle.
+//! - [`error`]: one error enum per layer, joined in [`Error`].
+//!
+//! Dependencies point one way: `protocol` needs nothing; `outbox` and `room`
+//! need `protocol`; `session` needs `room`; `transport` needs none of them;
+//! `server` needs them all.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod error;
+pub mod outbox;
+pub mod protocol;
+pub mod room;
+pub mod server;
+pub mod session;
+pub mod transport;
+
+pub use error::{Error, ServerError};
+pub use outbox::{Outbox, OutboxState, Push, Wake};
+pub use room::{ChatRoom, JoinError, MemberId, RoomError};
+pub use server::{Server, ServerConfig, Shutdown};
+pub use session::{Session, SessionState};
+pub use transport::{MemoryTransport, TcpTransport, Transport};

@@ -1,0 +1,313 @@
+//! A member's bounded queue of encoded lines, and its wake-up.
+//!
+//! The room (and the session) only ever push into an [`Outbox`]; a writer
+//! (a thread, or an event loop) takes what is queued and writes it. Pushing
+//! never blocks on I/O: when a line would take the queue past its byte limit,
+//! the outbox is *aborted* (everything queued is dropped and the connection
+//! is to be closed at once) and the pusher is told, so that the room can
+//! remove the slow member. That is the whole slow-consumer policy.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+
+/// The default limit of pending bytes in an outbox: 1 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+
+/// Something to poke when an outbox has lines to write or has been closed.
+///
+/// It is called with the room's lock held, so it must be quick and must not
+/// block: set a flag, push to a ready list, signal an event loop.
+pub trait Wake: Send + Sync {
+    /// The outbox went from nothing to write to something to do.
+    fn wake(&self);
+}
+
+/// What became of a pushed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Push {
+    /// The line is queued.
+    Queued,
+    /// The line would have overflowed the queue: the outbox is now aborted
+    /// and its member must be removed.
+    Overflow,
+    /// The outbox is closed or aborted; the line was dropped.
+    Closed,
+}
+
+/// The state of an outbox, as a writer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Lines may still come.
+    Open,
+    /// No more lines will come: write what is queued, then close the
+    /// connection.
+    Closing,
+    /// Close the connection now; nothing more is to be written.
+    Aborted,
+}
+
+struct Queue {
+    lines: VecDeque<Bytes>,
+    bytes: usize,
+    state: OutboxState,
+}
+
+/// A bounded queue of encoded lines for one connection.
+pub struct Outbox {
+    limit: usize,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    waker: Option<Arc<dyn Wake>>,
+}
+
+impl Outbox {
+    /// An outbox holding at most `limit` pending bytes, for a writer that
+    /// blocks in [`Outbox::wait_take`].
+    pub fn new(limit: usize) -> Self {
+        Outbox {
+            limit,
+            queue: Mutex::new(Queue {
+                lines: VecDeque::new(),
+                bytes: 0,
+                state: OutboxState::Open,
+            }),
+            changed: Condvar::new(),
+            waker: None,
+        }
+    }
+
+    /// An outbox that also calls `waker` whenever it has something new for
+    /// its writer: lines after none, or a change of state.
+    pub fn with_waker(limit: usize, waker: Arc<dyn Wake>) -> Self {
+        Outbox {
+            waker: Some(waker),
+            ..Outbox::new(limit)
+        }
+    }
+
+    /// The most pending bytes this outbox holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues a line, or aborts the outbox if the line would overflow it.
+    pub fn push(&self, line: Bytes) -> Push {
+        let mut queue = self.queue.lock();
+        if queue.state != OutboxState::Open {
+            return Push::Closed;
+        }
+        if queue.bytes + line.len() > self.limit {
+            queue.lines.clear();
+            queue.bytes = 0;
+            queue.state = OutboxState::Aborted;
+            drop(queue);
+            self.notify();
+            return Push::Overflow;
+        }
+        let was_empty = queue.lines.is_empty();
+        queue.bytes += line.len();
+        queue.lines.push_back(line);
+        drop(queue);
+        if was_empty {
+            self.notify();
+        }
+        Push::Queued
+    }
+
+    /// Stops taking lines: what is queued is still written, then the
+    /// connection closes. Does nothing if already closed or aborted.
+    pub fn close(&self) {
+        self.close_after(None);
+    }
+
+    /// Queues `last` as the final line (even past the limit: it is short and
+    /// there is no other way to say it), then closes as [`Outbox::close`].
+    pub fn close_with(&self, last: Bytes) {
+        self.close_after(Some(last));
+    }
+
+    fn close_after(&self, last: Option<Bytes>) {
+        let mut queue = self.queue.lock();
+        if queue.state != OutboxState::Open {
+            return;
+        }
+        if let Some(line) = last {
+            queue.bytes += line.len();
+            queue.lines.push_back(line);
+        }
+        queue.state = OutboxState::Closing;
+        drop(queue);
+        self.notify();
+    }
+
+    /// Drops everything queued; the connection is to be closed at once.
+    pub fn abort(&self) {
+        let mut queue = self.queue.lock();
+        if queue.state == OutboxState::Aborted {
+            return;
+        }
+        queue.lines.clear();
+        queue.bytes = 0;
+        queue.state = OutboxState::Aborted;
+        drop(queue);
+        self.notify();
+    }
+
+    /// The outbox's state.
+    pub fn state(&self) -> OutboxState {
+        self.queue.lock().state
+    }
+
+    /// Whether lines are still accepted.
+    pub fn is_open(&self) -> bool {
+        self.state() == OutboxState::Open
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    pub fn pending_bytes(&self) -> usize {
+        self.queue.lock().bytes
+    }
+
+    /// Moves every queued line to the end of `into`, without blocking, and
+    /// returns the state. `Closing` with nothing moved means: all written,
+    /// close the connection.
+    pub fn take(&self, into: &mut Vec<Bytes>) -> OutboxState {
+        let mut queue = self.queue.lock();
+        into.extend(queue.lines.drain(..));
+        queue.bytes = 0;
+        queue.state
+    }
+
+    /// Like [`Outbox::take`], but first waits (up to `timeout`, if given)
+    /// while the outbox is open and empty.
+    pub fn wait_take(&self, into: &mut Vec<Bytes>, timeout: Option<Duration>) -> OutboxState {
+        let mut queue = self.queue.lock();
+        if queue.lines.is_empty() && queue.state == OutboxState::Open {
+            match timeout {
+                Some(timeout) => {
+                    self.changed.wait_for(&mut queue, timeout);
+                }
+                None => self.changed.wait(&mut queue),
+            }
+        }
+        into.extend(queue.lines.drain(..));
+        queue.bytes = 0;
+        queue.state
+    }
+
+    /// Takes every queued line as one byte string (for tests and tools).
+    pub fn drain_bytes(&self) -> Vec<u8> {
+        let mut lines = Vec::new();
+        self.take(&mut lines);
+        lines.concat()
+    }
+
+    fn notify(&self) {
+        self.changed.notify_all();
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
+    }
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queue = self.queue.lock();
+        f.debug_struct("Outbox")
+            .field("limit", &self.limit)
+            .field("lines", &queue.lines.len())
+            .field("bytes", &queue.bytes)
+            .field("state", &queue.state)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn push_and_take_in_order() {
+        let outbox = Outbox::new(100);
+        assert_eq!(outbox.push(Bytes::from_static(b"a\n")), Push::Queued);
+        assert_eq!(outbox.push(Bytes::from_static(b"b\n")), Push::Queued);
+        assert_eq!(outbox.pending_bytes(), 4);
+        assert_eq!(outbox.drain_bytes(), b"a\nb\n");
+        assert_eq!(outbox.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_aborts_and_drops_everything() {
+        let outbox = Outbox::new(5);
+        assert_eq!(outbox.push(Bytes::from_static(b"abc\n")), Push::Queued);
+        assert_eq!(outbox.push(Bytes::from_static(b"de\n")), Push::Overflow);
+        assert_eq!(outbox.state(), OutboxState::Aborted);
+        assert_eq!(outbox.drain_bytes(), b"");
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Push::Closed);
+    }
+
+    #[test]
+    fn the_limit_counts_pending_bytes_exactly() {
+        let outbox = Outbox::new(4);
+        assert_eq!(outbox.push(Bytes::from_static(b"abcd")), Push::Queued);
+        let mut taken = Vec::new();
+        outbox.take(&mut taken);
+        assert_eq!(outbox.push(Bytes::from_static(b"efgh")), Push::Queued);
+    }
+
+    #[test]
+    fn close_keeps_what_is_queued_and_refuses_more() {
+        let outbox = Outbox::new(100);
+        assert_eq!(outbox.push(Bytes::from_static(b"a\n")), Push::Queued);
+        outbox.close_with(Bytes::from_static(b"bye\n"));
+        outbox.close_with(Bytes::from_static(b"again\n"));
+        assert_eq!(outbox.push(Bytes::from_static(b"late\n")), Push::Closed);
+        let mut taken = Vec::new();
+        assert_eq!(outbox.take(&mut taken), OutboxState::Closing);
+        assert_eq!(taken.concat(), b"a\nbye\n");
+    }
+
+    #[test]
+    fn wait_take_wakes_on_push_from_another_thread() {
+        let outbox = Arc::new(Outbox::new(100));
+        let pusher = Arc::clone(&outbox);
+        let handle = std::thread::spawn(move || {
+            let _ = pusher.push(Bytes::from_static(b"hi\n"));
+        });
+        let mut taken = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while taken.is_empty() && std::time::Instant::now() < deadline {
+            outbox.wait_take(&mut taken, Some(Duration::from_secs(1)));
+        }
+        handle.join().expect("pusher thread");
+        assert_eq!(taken.concat(), b"hi\n");
+    }
+
+    #[test]
+    fn waker_is_called_when_work_appears() {
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(&self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let outbox = Outbox::with_waker(100, count.clone());
+        let _ = outbox.push(Bytes::from_static(b"a"));
+        let _ = outbox.push(Bytes::from_static(b"b"));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "only the first push wakes"
+        );
+        outbox.close();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,460 @@
+//! The chat room: its registry of members and its one order of events.
+//!
+//! [`ChatRoom`] does no I/O. It holds each member's [`Outbox`] and pushes
+//! encoded lines into them; writers elsewhere move the bytes. Joins, public
+//! lines and leaves take the registry's write lock, so every member sees them
+//! in one and the same order; whispers and look-ups share a read lock.
+//!
+//! A member whose outbox overflows is removed inside the same critical
+//! section, and its leave notice follows in the room's order.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{RwLock, RwLockWriteGuard};
+
+use crate::outbox::{Outbox, Push};
+use crate::protocol::{name_key, validate_name, NameError, Reply};
+
+/// Identifies a member of a room. Ids grow with each join and are never
+/// reused, so they also give the join order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId(u64);
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a join failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The name breaks the naming rules.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// Another member has this name (without regard to case).
+    #[error("name '{0}' is already taken")]
+    NameTaken(String),
+    /// The room is closed: the server is shutting down.
+    #[error("the room is closed")]
+    Closed,
+}
+
+/// Why a room operation other than a join failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The sender is not (or no longer) a member.
+    #[error("member {0} is not in the room")]
+    NotMember(MemberId),
+    /// No member has the target name.
+    #[error("user '{0}' not found")]
+    UserNotFound(String),
+    /// The room is closed: the server is shutting down.
+    #[error("the room is closed")]
+    Closed,
+}
+
+struct Member {
+    id: MemberId,
+    name: Arc<str>,
+    key: String,
+    outbox: Arc<Outbox>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// In join order (ids ascending).
+    members: Vec<Member>,
+    /// Name key to member id.
+    by_key: HashMap<String, MemberId>,
+    next_id: u64,
+    closed: bool,
+}
+
+impl Registry {
+    fn index(&self, id: MemberId) -> Option<usize> {
+        self.members.binary_search_by_key(&id, |m| m.id).ok()
+    }
+
+    fn member(&self, id: MemberId) -> Option<&Member> {
+        self.index(id).map(|i| &self.members[i])
+    }
+
+    /// Pushes `line` to every member, then removes whoever overflowed (and
+    /// tells the others, which may overflow someone else in turn).
+    fn deliver_to_all(&mut self, line: &Bytes) {
+        let mut overflowed = Vec::new();
+        for member in &self.members {
+            if member.outbox.push(line.clone()) == Push::Overflow {
+                overflowed.push(member.id);
+            }
+        }
+        self.remove_overflowed(overflowed);
+    }
+
+    fn remove_overflowed(&mut self, mut overflowed: Vec<MemberId>) {
+        while let Some(id) = overflowed.pop() {
+            if let Some(member) = self.remove(id) {
+                log::info!("member {} removed: its outbox overflowed", member.id);
+                let line = Reply::Left(&member.name).encode();
+                for other in &self.members {
+                    if other.outbox.push(line.clone()) == Push::Overflow {
+                        overflowed.push(other.id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: MemberId) -> Option<Member> {
+        let index = self.index(id)?;
+        let member = self.members.remove(index);
+        self.by_key.remove(&member.key);
+        Some(member)
+    }
+}
+
+/// A chat room: members with unique names, public and private messages.
+///
+/// Every method pushes into outboxes and returns; none blocks on a
+/// connection. See the crate docs for an example with no sockets at all.
+pub struct ChatRoom {
+    registry: RwLock<Registry>,
+}
+
+impl ChatRoom {
+    /// An empty, open room.
+    pub fn new() -> Self {
+        ChatRoom {
+            registry: RwLock::new(Registry::default()),
+        }
+    }
+
+    /// Adds a member named `name` whose lines go to `outbox`.
+    ///
+    /// The new member gets `Welcome to the chat, <name>!`, then every member,
+    /// the new one included, gets `<name> has joined the chat.`
+    pub fn join(&self, name: &str, outbox: Arc<Outbox>) -> Result<MemberId, JoinError> {
+        validate_name(name)?;
+        let key = name_key(name);
+        let mut registry = self.registry.write();
+        if registry.closed {
+            return Err(JoinError::Closed);
+        }
+        if registry.by_key.contains_key(&key) {
+            return Err(JoinError::NameTaken(name.to_owned()));
+        }
+        let id = MemberId(registry.next_id);
+        registry.next_id += 1;
+        let welcome = outbox.push(Reply::Welcome(name).encode());
+        registry.by_key.insert(key.clone(), id);
+        registry.members.push(Member {
+            id,
+            name: Arc::from(name),
+            key,
+            outbox,
+        });
+        if welcome == Push::Overflow {
+            registry.remove_overflowed(vec![id]);
+        }
+        registry.deliver_to_all(&Reply::Joined(name).encode());
+        log::debug!("member {id} joined");
+        Ok(id)
+    }
+
+    /// Removes a member; every remaining member gets `<name> has left the
+    /// chat.` Returns `false` (and tells nobody) if `id` was not a member,
+    /// say because it already left or overflowed, or the room is closed.
+    ///
+    /// The member's outbox is not closed: that is its connection's business.
+    pub fn leave(&self, id: MemberId) -> bool {
+        let mut registry = self.registry.write();
+        if registry.closed {
+            return false;
+        }
+        let Some(member) = registry.remove(id) else {
+            return false;
+        };
+        registry.deliver_to_all(&Reply::Left(&member.name).encode());
+        log::debug!("member {id} left");
+        true
+    }
+
+    /// Sends `<name>: <text>` from member `from` to every member, the sender
+    /// included.
+    pub fn broadcast(&self, from: MemberId, text: &str) -> Result<(), RoomError> {
+        let mut registry = self.registry.write();
+        let line = Self::public_line(&registry, from, text)?;
+        registry.deliver_to_all(&line);
+        Ok(())
+    }
+
+    fn public_line(
+        registry: &RwLockWriteGuard<'_, Registry>,
+        from: MemberId,
+        text: &str,
+    ) -> Result<Bytes, RoomError> {
+        if registry.closed {
+            return Err(RoomError::Closed);
+        }
+        let sender = registry.member(from).ok_or(RoomError::NotMember(from))?;
+        Ok(Reply::Public {
+            from: &sender.name,
+            text,
+        }
+        .encode())
+    }
+
+    /// Sends `priv(<name>): <text>` from member `from` to the member named
+    /// `target` (without regard to case; it may be the sender), and to no one
+    /// else.
+    pub fn whisper(&self, from: MemberId, target: &str, text: &str) -> Result<(), RoomError> {
+        let key = name_key(target);
+        let overflowed = {
+            let registry = self.registry.read();
+            if registry.closed {
+                return Err(RoomError::Closed);
+            }
+            let sender = registry.member(from).ok_or(RoomError::NotMember(from))?;
+            let recipient = registry
+                .by_key
+                .get(&key)
+                .and_then(|&id| registry.member(id))
+                .ok_or_else(|| RoomError::UserNotFound(target.to_owned()))?;
+            let line = Reply::Private {
+                from: &sender.name,
+                text,
+            }
+            .encode();
+            match recipient.outbox.push(line) {
+                Push::Overflow => Some(recipient.id),
+                Push::Queued | Push::Closed => None,
+            }
+        };
+        if let Some(id) = overflowed {
+            self.registry.write().remove_overflowed(vec![id]);
+        }
+        Ok(())
+    }
+
+    /// The names of the members online, in the order they joined.
+    pub fn member_names(&self) -> Vec<Arc<str>> {
+        let registry = self.registry.read();
+        registry.members.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// The `Users online (<n>): …` line, rendered under one read lock.
+    pub fn user_list(&self) -> Bytes {
+        let registry = self.registry.read();
+        let names: Vec<&str> = registry.members.iter().map(|m| &*m.name).collect();
+        Reply::UserList(&names).encode()
+    }
+
+    /// The registered name of a member, as it joined.
+    pub fn name_of(&self, id: MemberId) -> Option<Arc<str>> {
+        self.registry.read().member(id).map(|m| m.name.clone())
+    }
+
+    /// How many members are online.
+    pub fn len(&self) -> usize {
+        self.registry.read().members.len()
+    }
+
+    /// Whether nobody is online.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes the room for good: no more joins or messages. Every member gets
+    /// `last` as its final line (no leave notices), its outbox is closed and
+    /// it is removed.
+    pub fn close(&self, last: &Bytes) {
+        let mut registry = self.registry.write();
+        registry.closed = true;
+        for member in registry.members.drain(..) {
+            member.outbox.close_with(last.clone());
+        }
+        registry.by_key.clear();
+    }
+
+    /// Whether [`ChatRoom::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.registry.read().closed
+    }
+}
+
+impl Default for ChatRoom {
+    fn default() -> Self {
+        ChatRoom::new()
+    }
+}
+
+impl fmt::Debug for ChatRoom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let registry = self.registry.read();
+        f.debug_struct("ChatRoom")
+            .field("members", &registry.members.len())
+            .field("closed", &registry.closed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(1 << 20))
+    }
+
+    fn lines(outbox: &Outbox) -> Vec<String> {
+        String::from_utf8(outbox.drain_bytes())
+            .expect("utf-8")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn join_welcomes_and_announces_to_everyone() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        room.join("ana", a.clone()).expect("join ana");
+        room.join("Bob", b.clone()).expect("join bob");
+        assert_eq!(
+            lines(&a),
+            [
+                "Welcome to the chat, ana!",
+                "ana has joined the chat.",
+                "Bob has joined the chat."
+            ]
+        );
+        assert_eq!(
+            lines(&b),
+            ["Welcome to the chat, Bob!", "Bob has joined the chat."]
+        );
+    }
+
+    #[test]
+    fn names_are_unique_without_regard_to_case() {
+        let room = ChatRoom::new();
+        room.join("Ñandú", outbox()).expect("first join");
+        assert_eq!(
+            room.join("ñANDÚ", outbox()),
+            Err(JoinError::NameTaken("ñANDÚ".into()))
+        );
+        assert_eq!(
+            room.join("a b", outbox()),
+            Err(JoinError::InvalidName(NameError::BadCharacter))
+        );
+        assert_eq!(room.len(), 1);
+    }
+
+    #[test]
+    fn broadcast_reaches_everyone_including_the_sender() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        let ana = room.join("ana", a.clone()).expect("join");
+        room.join("bob", b.clone()).expect("join");
+        lines(&a);
+        lines(&b);
+        room.broadcast(ana, "hi  all ").expect("broadcast");
+        assert_eq!(lines(&a), ["ana: hi  all "]);
+        assert_eq!(lines(&b), ["ana: hi  all "]);
+    }
+
+    #[test]
+    fn whisper_reaches_only_the_target_matched_without_case() {
+        let room = ChatRoom::new();
+        let (a, b, c) = (outbox(), outbox(), outbox());
+        let ana = room.join("ana", a.clone()).expect("join");
+        room.join("Bob", b.clone()).expect("join");
+        room.join("cy", c.clone()).expect("join");
+        for o in [&a, &b, &c] {
+            lines(o);
+        }
+        room.whisper(ana, "BOB", "psst").expect("whisper");
+        room.whisper(ana, "ANA", "note to self").expect("whisper");
+        assert_eq!(lines(&a), ["priv(ana): note to self"]);
+        assert_eq!(lines(&b), ["priv(ana): psst"]);
+        assert!(lines(&c).is_empty());
+        assert_eq!(
+            room.whisper(ana, "dan", "x"),
+            Err(RoomError::UserNotFound("dan".into()))
+        );
+    }
+
+    #[test]
+    fn leave_removes_before_telling_and_only_once() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        let ana = room.join("ana", a.clone()).expect("join");
+        let bob = room.join("bob", b.clone()).expect("join");
+        lines(&a);
+        assert!(room.leave(bob));
+        assert!(!room.leave(bob));
+        assert_eq!(lines(&a), ["bob has left the chat."]);
+        assert_eq!(room.member_names(), [Arc::from("ana")]);
+        assert_eq!(
+            room.whisper(ana, "bob", "x"),
+            Err(RoomError::UserNotFound("bob".into()))
+        );
+        room.join("BOB", outbox()).expect("the name is free again");
+    }
+
+    #[test]
+    fn user_list_is_in_join_order() {
+        let room = ChatRoom::new();
+        room.join("zed", outbox()).expect("join");
+        let amy = room.join("amy", outbox()).expect("join");
+        room.join("Max", outbox()).expect("join");
+        room.leave(amy);
+        room.join("amy", outbox()).expect("join");
+        assert_eq!(&room.user_list()[..], b"Users online (3): zed, Max, amy\n");
+    }
+
+    #[test]
+    fn an_overflowing_member_is_removed_and_announced_once() {
+        let room = ChatRoom::new();
+        let a = outbox();
+        let slow = Arc::new(Outbox::new(80));
+        let ana = room.join("ana", a.clone()).expect("join");
+        room.join("slow", slow.clone()).expect("join");
+        lines(&a);
+        for _ in 0..10 {
+            room.broadcast(ana, "0123456789").expect("broadcast");
+        }
+        let got = lines(&a);
+        assert_eq!(got.iter().filter(|l| l.starts_with("ana: ")).count(), 10);
+        assert_eq!(
+            got.iter()
+                .filter(|l| *l == "slow has left the chat.")
+                .count(),
+            1
+        );
+        assert_eq!(room.member_names(), [Arc::from("ana")]);
+        assert_eq!(slow.state(), crate::outbox::OutboxState::Aborted);
+    }
+
+    #[test]
+    fn close_sends_the_last_line_and_refuses_everything_after() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        let ana = room.join("ana", a.clone()).expect("join");
+        let bob = room.join("bob", b.clone()).expect("join");
+        lines(&a);
+        lines(&b);
+        room.broadcast(ana, "before").expect("broadcast");
+        room.close(&Reply::ShuttingDown.encode());
+        assert_eq!(room.broadcast(bob, "after"), Err(RoomError::Closed));
+        assert!(!room.leave(bob));
+        assert_eq!(room.join("cy", outbox()), Err(JoinError::Closed));
+        assert_eq!(lines(&a), ["ana: before", "Server is shutting down."]);
+        assert_eq!(lines(&b), ["ana: before", "Server is shutting down."]);
+    }
+}

@@ -1,0 +1,340 @@
+//! The thread-per-connection driver: a reader thread runs the session, a
+//! writer thread empties the outbox into the connection.
+//!
+//! Closing is careful not to lose what was sent: the writer writes all that
+//! is queued, ends its direction (`shutdown(Write)`), and only then is the
+//! connection dropped, once the reader has seen the client's end of input or
+//! a short linger has passed.
+
+use std::io::{self, IoSlice, Write};
+use std::net::Shutdown as Direction;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Condvar, Mutex};
+
+use crate::outbox::{Outbox, OutboxState};
+use crate::protocol::Reply;
+use crate::room::ChatRoom;
+use crate::session::{Session, SessionState};
+use crate::transport::{is_timeout, Connection, ReadHalf, WriteHalf};
+
+use super::config::ServerConfig;
+use super::connections::{Connections, Refusal};
+
+/// Stack size of connection threads: sessions need little.
+const STACK_SIZE: usize = 128 * 1024;
+/// Bytes asked of each read.
+const READ_CHUNK: usize = 8 * 1024;
+/// How often a blocked write looks whether its outbox was aborted.
+const WRITE_TICK: Duration = Duration::from_millis(250);
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this many threads saying `Server is full.` at once; past it, the
+/// line is written without lingering.
+const MAX_REFUSERS: usize = 64;
+/// Slices per vectored write.
+const MAX_SLICES: usize = 64;
+
+static REFUSERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts serving one accepted connection on two threads.
+pub(crate) fn serve<C: Connection>(
+    connection: C,
+    room: &Arc<ChatRoom>,
+    config: &ServerConfig,
+    connections: &Arc<Connections>,
+) {
+    let peer = connection.peer();
+    let outbox = Arc::new(Outbox::new(config.queue_bytes));
+    let slot = match connections.register(outbox.clone()) {
+        Ok(slot) => slot,
+        Err(Refusal::Full) => {
+            log::warn!("refused {peer}: the server is full");
+            refuse(connection, Reply::ServerFull);
+            return;
+        }
+        Err(Refusal::Closed) => {
+            refuse(connection, Reply::ShuttingDown);
+            return;
+        }
+    };
+    let (reader, writer) = match connection.split() {
+        Ok(halves) => halves,
+        Err(error) => {
+            log::warn!("dropped {peer}: {error}");
+            return;
+        }
+    };
+    log::debug!("accepted {peer}");
+    let session = Session::new(room.clone(), outbox.clone(), config.max_line);
+    let name_deadline = Instant::now() + config.name_timeout;
+    let slot = Arc::new(slot);
+    let reader_done = Arc::new(Done::default());
+
+    let writer_slot = slot.clone();
+    let writer_done = reader_done.clone();
+    let writer_outbox = outbox.clone();
+    let spawned = spawn("chat-writer", move || {
+        write_loop(writer, &writer_outbox, &writer_done);
+        drop(writer_slot);
+    });
+    if let Err(error) = spawned {
+        log::warn!("dropped {peer}: no writer thread: {error}");
+        return;
+    }
+    let guard = DoneGuard(reader_done);
+    let spawned = spawn("chat-reader", move || {
+        read_loop(reader, session, name_deadline);
+        drop(guard);
+        drop(slot);
+    });
+    if let Err(error) = spawned {
+        log::warn!("dropped {peer}: no reader thread: {error}");
+        outbox.abort();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .stack_size(STACK_SIZE)
+        .spawn(f)
+        .map(drop)
+}
+
+/// Reads and feeds the session until it closes or the input ends.
+fn read_loop<R: ReadHalf>(mut reader: R, mut session: Session, name_deadline: Instant) {
+    let mut chunk = vec![0; READ_CHUNK];
+    let mut buf = BytesMut::new();
+    let mut timeout = None;
+    while !session.is_closed() {
+        let wanted = match session.state() {
+            SessionState::Handshake => {
+                let left = name_deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    session.name_timed_out();
+                    break;
+                }
+                Some(left)
+            }
+            _ => None,
+        };
+        if wanted != timeout {
+            if let Err(error) = reader.set_read_timeout(wanted) {
+                log::debug!("read timeout not set: {error}");
+            }
+            timeout = wanted;
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => {
+                session.input_ended();
+                return;
+            }
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                session.receive(&mut buf);
+            }
+            Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                log::debug!("read failed: {error}");
+                session.input_ended();
+                return;
+            }
+        }
+    }
+    linger(&mut reader, &mut chunk);
+}
+
+/// Reads and discards until the client closes its side, for at most
+/// [`LINGER`], so that closing does not reset the connection before the
+/// client has read our last lines.
+fn linger<R: ReadHalf>(reader: &mut R, chunk: &mut [u8]) {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || reader.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match reader.read(chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Writes what the outbox holds until it is closed and empty, or aborted.
+fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) {
+    if let Err(error) = writer.set_write_timeout(Some(WRITE_TICK)) {
+        log::debug!("write timeout not set: {error}");
+    }
+    let mut batch: Vec<Bytes> = Vec::new();
+    let graceful = loop {
+        let state = outbox.wait_take(&mut batch, None);
+        if state == OutboxState::Aborted {
+            break false;
+        }
+        if !batch.is_empty() {
+            if let Err(error) = write_batch(&mut writer, &batch, outbox) {
+                log::debug!("write failed: {error}");
+                outbox.abort();
+                break false;
+            }
+            batch.clear();
+            continue;
+        }
+        if state == OutboxState::Closing {
+            break true;
+        }
+    };
+    let direction = if graceful {
+        Direction::Write
+    } else {
+        Direction::Both
+    };
+    let _ = writer.shutdown(direction);
+    if !reader_done.wait(LINGER) {
+        // The reader is blocked on a client that neither sends nor closes.
+        let _ = writer.shutdown(Direction::Read);
+    }
+}
+
+/// Writes every line of `batch`, as few calls as it takes. A write that
+/// times out is retried unless the outbox has been aborted meanwhile.
+fn write_batch<W: Write>(writer: &mut W, batch: &[Bytes], outbox: &Outbox) -> io::Result<()> {
+    let (mut index, mut offset) = (0, 0);
+    while index < batch.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (i, line) in batch[index..].iter().take(MAX_SLICES).enumerate() {
+            let start = if i == 0 { offset } else { 0 };
+            slices[i] = IoSlice::new(&line[start..]);
+            count += 1;
+        }
+        match writer.write_vectored(&slices[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                while n > 0 {
+                    let left = batch[index].len() - offset;
+                    if n >= left {
+                        n -= left;
+                        index += 1;
+                        offset = 0;
+                    } else {
+                        offset += n;
+                        n = 0;
+                    }
+                }
+            }
+            Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {
+                if outbox.state() == OutboxState::Aborted {
+                    return Err(error);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Tells a connection it was refused (`Server is full.`) and closes it.
+fn refuse<C: Connection>(connection: C, reply: Reply<'_>) {
+    let line = reply.encode();
+    let Ok((mut reader, mut writer)) = connection.split() else {
+        return;
+    };
+    let say = move |writer: &mut C::Writer| {
+        let _ = writer.set_write_timeout(Some(WRITE_TICK));
+        let _ = writer.write_all(&line);
+        let _ = writer.shutdown(Direction::Write);
+    };
+    if REFUSERS.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSERS {
+        REFUSERS.fetch_sub(1, Ordering::SeqCst);
+        say(&mut writer);
+        return;
+    }
+    let spawned = spawn("chat-refuse", move || {
+        say(&mut writer);
+        linger(&mut reader, &mut [0; 512]);
+        REFUSERS.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        REFUSERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A flag one thread sets when it is done and another waits for.
+#[derive(Default)]
+struct Done {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Done {
+    /// Waits until done, at most `timeout`. Returns whether done.
+    fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut done = self.done.lock();
+        while !*done {
+            if self.changed.wait_until(&mut done, deadline).timed_out() {
+                return *done;
+            }
+        }
+        true
+    }
+}
+
+/// Sets its [`Done`] when dropped, however the reader thread ends (or if it
+/// never started).
+struct DoneGuard(Arc<Done>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        *self.0.done.lock() = true;
+        self.0.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `step` bytes a call.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_batch_survives_partial_writes() {
+        let batch: Vec<Bytes> = (0..200)
+            .map(|i| Bytes::from(format!("line {i}\n")))
+            .collect();
+        let outbox = Outbox::new(1024);
+        for step in [1, 3, 7, 1000] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+            };
+            write_batch(&mut w, &batch, &outbox).expect("write");
+            assert_eq!(w.out, batch.concat());
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! One connection's protocol logic, with no I/O.
+//!
+//! A [`Session`] is fed the bytes a driver read and the events it saw (input
+//! ended, the handshake deadline passed). It runs the handshake, parses
+//! commands, calls the room, and pushes its own replies into the connection's
+//! [`Outbox`]. It never touches a socket, so the thread-per-connection driver,
+//! an event loop and a unit test all run the same code.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::outbox::{Outbox, Push};
+use crate::protocol::{is_blank, Command, Frame, LineCodec, Reply};
+use crate::room::{ChatRoom, JoinError, MemberId, RoomError};
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Waiting for an acceptable name.
+    Handshake,
+    /// A member of the room.
+    Joined(MemberId),
+    /// Done: read no more input. What is queued in the outbox is still to be
+    /// written (unless the outbox was aborted), then the connection closes.
+    Closed,
+}
+
+/// The protocol state machine of one connection.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::BytesMut;
+/// use chatcore::{ChatRoom, Outbox, Session};
+///
+/// let room = Arc::new(ChatRoom::new());
+/// let outbox = Arc::new(Outbox::new(1 << 20));
+/// let mut session = Session::new(room.clone(), outbox.clone(), 4096);
+/// session.receive(&mut BytesMut::from(&b"ana\r\nhello\n"[..]));
+/// assert_eq!(
+///     outbox.drain_bytes(),
+///     b"NAME\nWelcome to the chat, ana!\nana has joined the chat.\nana: hello\n"
+/// );
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    room: Arc<ChatRoom>,
+    outbox: Arc<Outbox>,
+    codec: LineCodec,
+    state: SessionState,
+}
+
+impl Session {
+    /// Starts a session: sends `NAME` and waits for a name.
+    pub fn new(room: Arc<ChatRoom>, outbox: Arc<Outbox>, max_line: usize) -> Self {
+        let mut session = Session {
+            room,
+            outbox,
+            codec: LineCodec::new(max_line),
+            state: SessionState::Handshake,
+        };
+        session.send(Reply::Name.encode());
+        session
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// Whether the session reads no more input.
+    pub fn is_closed(&self) -> bool {
+        self.state == SessionState::Closed
+    }
+
+    /// The member this session joined as, if it has.
+    pub fn member(&self) -> Option<MemberId> {
+        match self.state {
+            SessionState::Joined(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The connection's outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Handles every complete line in `buf` (consuming it; an unfinished
+    /// line stays). Returns the state afterwards: once `Closed`, the driver
+    /// reads no more.
+    pub fn receive(&mut self, buf: &mut BytesMut) -> SessionState {
+        while !self.check_outbox() {
+            let Some(frame) = self.codec.decode(buf) else {
+                break;
+            };
+            self.handle_frame(frame);
+        }
+        if self.is_closed() {
+            buf.clear();
+        }
+        self.state
+    }
+
+    /// The client's input ended (end of stream, a reset, a read error): a
+    /// member leaves and everyone else is told; a connection still in the
+    /// handshake is dropped silently. Queued lines are still written.
+    pub fn input_ended(&mut self) {
+        self.end();
+    }
+
+    /// The handshake deadline passed. A session still waiting for a name
+    /// gets `Timed out waiting for a name.` and is closed; otherwise nothing
+    /// happens.
+    pub fn name_timed_out(&mut self) {
+        if self.state == SessionState::Handshake {
+            self.outbox.close_with(Reply::NameTimeout.encode());
+            self.state = SessionState::Closed;
+        }
+    }
+
+    /// Whether the outbox still takes lines; if not (the server is shutting
+    /// down, or this member overflowed), the session ends. Returns whether
+    /// the session is closed.
+    fn check_outbox(&mut self) -> bool {
+        if !self.is_closed() && !self.outbox.is_open() {
+            self.end();
+        }
+        self.is_closed()
+    }
+
+    /// Leaves the room if joined, and closes the outbox.
+    fn end(&mut self) {
+        if let SessionState::Joined(id) = self.state {
+            self.room.leave(id);
+        }
+        self.outbox.close();
+        self.state = SessionState::Closed;
+    }
+
+    fn handle_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::Line(line) => match self.state {
+                SessionState::Handshake => self.handle_name(&line),
+                SessionState::Joined(id) => self.handle_command(id, &line),
+                SessionState::Closed => {}
+            },
+            Frame::TooLong => self.refuse(Reply::LineTooLong(self.codec.max_line())),
+            Frame::InvalidUtf8 => self.refuse(Reply::InvalidUtf8),
+        }
+    }
+
+    /// Answers a line that could not be read; in the handshake, asks for the
+    /// name again.
+    fn refuse(&mut self, reply: Reply<'_>) {
+        self.send(reply.encode());
+        if self.state == SessionState::Handshake {
+            self.send(Reply::Name.encode());
+        }
+    }
+
+    fn handle_name(&mut self, name: &str) {
+        if is_blank(name) {
+            return;
+        }
+        if name == "QUIT" {
+            self.end();
+            return;
+        }
+        match self.room.join(name, self.outbox.clone()) {
+            Ok(id) => {
+                log::info!("member {id} joined");
+                self.state = SessionState::Joined(id);
+            }
+            Err(JoinError::InvalidName(_)) => {
+                self.send(Reply::InvalidName.encode());
+                self.send(Reply::Name.encode());
+            }
+            Err(JoinError::NameTaken(_)) => {
+                self.send(Reply::NameTaken(name).encode());
+                self.send(Reply::Name.encode());
+            }
+            Err(JoinError::Closed) => self.end(),
+        }
+    }
+
+    fn handle_command(&mut self, id: MemberId, line: &str) {
+        if is_blank(line) {
+            return;
+        }
+        let result = match Command::parse(line) {
+            Command::Say(text) => self.room.broadcast(id, text),
+            Command::Whisper { target, text } => self.room.whisper(id, target, text),
+            Command::WhisperUsage => {
+                self.send(Reply::WhisperUsage.encode());
+                Ok(())
+            }
+            Command::List => {
+                self.send(self.room.user_list());
+                Ok(())
+            }
+            Command::Help => {
+                self.send(Reply::Help.encode());
+                Ok(())
+            }
+            Command::Quit => {
+                log::info!("member {id} quit");
+                self.end();
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(RoomError::UserNotFound(target)) => {
+                self.send(Reply::UserNotFound(&target).encode());
+            }
+            Err(RoomError::NotMember(_) | RoomError::Closed) => self.end(),
+        }
+    }
+
+    /// Pushes one of this session's own replies. If it overflows the outbox,
+    /// the connection is over.
+    fn send(&mut self, line: Bytes) {
+        if self.outbox.push(line) == Push::Overflow {
+            log::info!("connection dropped: its outbox overflowed");
+            self.end();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::OutboxState;
+
+    struct Client {
+        session: Session,
+        outbox: Arc<Outbox>,
+    }
+
+    impl Client {
+        fn new(room: &Arc<ChatRoom>) -> Self {
+            Self::with_limits(room, 64, 1 << 20)
+        }
+
+        fn with_limits(room: &Arc<ChatRoom>, max_line: usize, queue: usize) -> Self {
+            let outbox = Arc::new(Outbox::new(queue));
+            let session = Session::new(room.clone(), outbox.clone(), max_line);
+            Client { session, outbox }
+        }
+
+        fn send(&mut self, bytes: &[u8]) -> SessionState {
+            self.session.receive(&mut BytesMut::from(bytes))
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.outbox.drain_bytes())
+                .expect("utf-8")
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        fn joined(room: &Arc<ChatRoom>, name: &str) -> Self {
+            let mut client = Client::new(room);
+            client.send(format!("{name}\n").as_bytes());
+            client.lines();
+            client
+        }
+    }
+
+    #[test]
+    fn handshake_refuses_bad_and_taken_names_then_accepts() {
+        let room = Arc::new(ChatRoom::new());
+        let _ana = Client::joined(&room, "Ana");
+        let mut c = Client::new(&room);
+        c.send(b"\n  \t\nbad name\nANA\n\\x\nbob\n");
+        assert_eq!(
+            c.lines(),
+            [
+                "NAME",
+                "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+                "NAME",
+                "Name 'ANA' is already taken.",
+                "NAME",
+                "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+                "NAME",
+                "Welcome to the chat, bob!",
+                "bob has joined the chat.",
+            ]
+        );
+    }
+
+    #[test]
+    fn framing_errors_in_the_handshake_ask_for_the_name_again() {
+        let room = Arc::new(ChatRoom::new());
+        let mut c = Client::with_limits(&room, 4, 1 << 20);
+        c.send(b"toolong\n\xff\n");
+        assert_eq!(
+            c.lines(),
+            [
+                "NAME",
+                "Line too long (max 4 bytes).",
+                "NAME",
+                "Message is not valid UTF-8.",
+                "NAME"
+            ]
+        );
+    }
+
+    #[test]
+    fn quit_as_the_name_closes_silently() {
+        let room = Arc::new(ChatRoom::new());
+        let mut watcher = Client::joined(&room, "w");
+        let mut c = Client::new(&room);
+        assert_eq!(c.send(b"QUIT\nlater\n"), SessionState::Closed);
+        assert_eq!(c.lines(), ["NAME"]);
+        assert_eq!(c.outbox.state(), OutboxState::Closing);
+        assert!(watcher.lines().is_empty());
+        watcher.send(b"\\list\n");
+        assert_eq!(watcher.lines(), ["Users online (1): w"]);
+    }
+
+    #[test]
+    fn commands_after_joining() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::joined(&room, "ana");
+        let mut bob = Client::joined(&room, "bob");
+        ana.lines();
+        ana.send(b"\\w BOB hi  there\n\\w nobody x\n\\w bob\n\\help me\n\\list\n");
+        assert_eq!(
+            ana.lines(),
+            [
+                "User 'nobody' not found.",
+                "Usage: \\w <name> <message>",
+                "Commands: \\w <name> <message>, \\list, \\help, QUIT",
+                "Users online (2): ana, bob",
+            ]
+        );
+        assert_eq!(bob.lines(), ["priv(ana): hi  there"]);
+        bob.send(b"\\o/\r\n");
+        assert_eq!(ana.lines(), ["bob: \\o/"]);
+    }
+
+    #[test]
+    fn quit_delivers_what_is_queued_and_others_are_told() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::joined(&room, "ana");
+        let mut bob = Client::joined(&room, "bob");
+        ana.lines();
+        bob.send(b"bye\nQUIT\nignored\n");
+        assert_eq!(bob.session.state(), SessionState::Closed);
+        assert_eq!(bob.lines(), ["bob: bye"]);
+        assert_eq!(bob.outbox.state(), OutboxState::Closing);
+        assert_eq!(ana.lines(), ["bob: bye", "bob has left the chat."]);
+        ana.send(b"\\list\n");
+        assert_eq!(ana.lines(), ["Users online (1): ana"]);
+    }
+
+    #[test]
+    fn input_ending_leaves_once() {
+        let room = Arc::new(ChatRoom::new());
+        let ana = Client::joined(&room, "ana");
+        let mut bob = Client::joined(&room, "bob");
+        ana.lines();
+        bob.session.input_ended();
+        bob.session.input_ended();
+        assert_eq!(ana.lines(), ["bob has left the chat."]);
+        let mut lurker = Client::new(&room);
+        lurker.session.input_ended();
+        assert!(ana.lines().is_empty());
+    }
+
+    #[test]
+    fn name_timeout_only_in_the_handshake() {
+        let room = Arc::new(ChatRoom::new());
+        let mut c = Client::new(&room);
+        c.session.name_timed_out();
+        assert_eq!(c.lines(), ["NAME", "Timed out waiting for a name."]);
+        assert!(c.session.is_closed());
+        let mut ana = Client::joined(&room, "ana");
+        ana.session.name_timed_out();
+        assert!(!ana.session.is_closed());
+    }
+
+    #[test]
+    fn an_overflowed_member_stops_reading_and_is_announced_once() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::joined(&room, "ana");
+        let mut slow = Client::with_limits(&room, 64, 200);
+        slow.send(b"slow\n");
+        ana.lines();
+        for _ in 0..20 {
+            ana.send(b"0123456789\n");
+        }
+        assert_eq!(slow.outbox.state(), OutboxState::Aborted);
+        assert_eq!(slow.send(b"still here\n"), SessionState::Closed);
+        let got = ana.lines();
+        assert_eq!(
+            got.iter()
+                .filter(|l| l.ends_with("has left the chat."))
+                .count(),
+            1
+        );
+        assert!(!got.iter().any(|l| l.contains("still here")));
+    }
+
+    #[test]
+    fn after_shutdown_no_line_is_accepted() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::joined(&room, "ana");
+        room.close(&Reply::ShuttingDown.encode());
+        assert_eq!(ana.send(b"too late\n"), SessionState::Closed);
+        assert_eq!(ana.lines(), ["Server is shutting down."]);
+    }
+}

@@ -1,0 +1,143 @@
+//! How connections come and go, and how their bytes move.
+//!
+//! A [`Transport`] hands out [`Connection`]s; each splits into a read half
+//! and a write half that two threads drive independently. The server's
+//! thread-per-connection driver needs nothing else, so anything that can
+//! offer blocking reads and writes with timeouts can carry the chat.
+//!
+//! Two transports ship with the crate: [`TcpTransport`] (std TCP sockets)
+//! and [`MemoryTransport`] (in-process pipes, for tests and embedding).
+//!
+//! # Implementing a transport
+//!
+//! - [`Transport::accept`] blocks until a connection arrives. A transient
+//!   failure is an `Err`; the server logs it and calls `accept` again (after a
+//!   short back-off when it looks like file descriptors ran out).
+//! - [`Transport::wake`] makes a blocked (or the next) `accept` return soon,
+//!   with a connection or an error: the server calls it when shutting down,
+//!   then sees the shutdown flag and stops accepting.
+//! - [`ReadHalf`] is `io::Read`: `Ok(0)` means the peer's input ended; a read
+//!   that exceeds its timeout fails with `WouldBlock` or `TimedOut`.
+//! - [`WriteHalf`] is `io::Write` (vectored writes welcome); a write that
+//!   exceeds its timeout fails with `WouldBlock` or `TimedOut`, or returns a
+//!   partial count. `shutdown(Write)` ends the stream after what was written;
+//!   `shutdown(Read)` makes a blocked read on the other half return `Ok(0)`.
+//! - Dropping both halves closes the connection.
+//!
+//! ```
+//! use std::io::{self, Read, Write};
+//! use std::net::Shutdown;
+//! use std::time::Duration;
+//! use chatcore::transport::{Connection, ReadHalf, Transport, WriteHalf};
+//!
+//! /// A transport with no connections (a real one waits on a listener, a
+//! /// pipe, a TLS acceptor...).
+//! struct Closed;
+//!
+//! /// A connection whose input has ended and whose output goes nowhere.
+//! struct Nothing;
+//!
+//! impl Read for Nothing {
+//!     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+//!         Ok(0)
+//!     }
+//! }
+//! impl Write for Nothing {
+//!     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+//!         Ok(buf.len())
+//!     }
+//!     fn flush(&mut self) -> io::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! impl ReadHalf for Nothing {
+//!     fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! impl WriteHalf for Nothing {
+//!     fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+//!         Ok(())
+//!     }
+//!     fn shutdown(&self, _: Shutdown) -> io::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//! impl Connection for Nothing {
+//!     type Reader = Nothing;
+//!     type Writer = Nothing;
+//!     fn split(self) -> io::Result<(Nothing, Nothing)> {
+//!         Ok((Nothing, Nothing))
+//!     }
+//!     fn peer(&self) -> String {
+//!         "nobody".into()
+//!     }
+//! }
+//! impl Transport for Closed {
+//!     type Connection = Nothing;
+//!     fn accept(&self) -> io::Result<Nothing> {
+//!         Err(io::Error::new(io::ErrorKind::NotConnected, "closed"))
+//!     }
+//!     fn wake(&self) {}
+//! }
+//! assert!(Closed.accept().is_err());
+//! ```
+
+mod memory;
+mod tcp;
+
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+
+pub use memory::{MemoryClient, MemoryConnection, MemoryConnector, MemoryTransport};
+pub use tcp::{TcpConnection, TcpTransport};
+
+/// A source of connections.
+pub trait Transport: Send + Sync + 'static {
+    /// The connections it hands out.
+    type Connection: Connection;
+
+    /// Waits for the next connection.
+    fn accept(&self) -> io::Result<Self::Connection>;
+
+    /// Makes a pending (or the next) [`Transport::accept`] return soon.
+    fn wake(&self);
+}
+
+/// One client's connection, before it is split for reading and writing.
+pub trait Connection: Send + 'static {
+    /// The half that reads the client's bytes.
+    type Reader: ReadHalf;
+    /// The half that writes to the client.
+    type Writer: WriteHalf;
+
+    /// Splits the connection so that two threads can drive it.
+    fn split(self) -> io::Result<(Self::Reader, Self::Writer)>;
+
+    /// Who is on the other end, for logs.
+    fn peer(&self) -> String;
+}
+
+/// The reading half of a connection.
+pub trait ReadHalf: io::Read + Send + 'static {
+    /// Bounds each following read (`None`: wait as long as it takes).
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// The writing half of a connection.
+pub trait WriteHalf: io::Write + Send + 'static {
+    /// Bounds each following write (`None`: wait as long as it takes).
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Shuts down one or both directions of the whole connection.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+/// Whether an I/O error means "the timeout passed" rather than a failure.
+pub(crate) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
