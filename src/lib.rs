@@ -60,6 +60,11 @@ pub mod session;
 pub mod transport;
 
 pub use error::{Error, ServerError};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use outbox::{Outbox, OutboxState, Push, Wake};
 pub use room::{ChatRoom, JoinError, MemberId, RoomError};
 pub use server::{Server, ServerConfig, Shutdown};
