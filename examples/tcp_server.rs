@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example tcp_server -- [--addr <host:port>] [--max-clients <n>]
 //!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
+//!     [--io events|threads] [--loops <n>]
 //! ```
 //!
 //! Prints `Server listening on <ip>:<port>` as its first line on standard
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chatcore::{Server, ServerConfig, TcpTransport};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -37,6 +38,21 @@ struct Args {
     /// Seconds a connection has to send an acceptable name.
     #[arg(long, default_value_t = chatcore::server::DEFAULT_NAME_TIMEOUT.as_secs())]
     name_timeout: u64,
+    /// How connections are driven: event loops, or two threads each.
+    #[arg(long, value_enum, default_value_t = Io::Events)]
+    io: Io,
+    /// Event loops with `--io events` (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    loops: usize,
+}
+
+/// How the server drives its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Io {
+    /// A few event loops over non-blocking sockets (epoll).
+    Events,
+    /// A reader and a writer thread per connection.
+    Threads,
 }
 
 fn main() -> ExitCode {
@@ -89,7 +105,11 @@ fn main() -> ExitCode {
         args.name_timeout
     );
 
-    match server.run() {
+    let result = match args.io {
+        Io::Events => server.run_event_loops(args.loops),
+        Io::Threads => server.run(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             log::error!("{error}");

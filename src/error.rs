@@ -16,6 +16,9 @@ pub enum ServerError {
     /// The transport failed to accept in a way that retrying cannot mend.
     #[error("accepting connections failed: {0}")]
     Accept(#[source] io::Error),
+    /// An event loop could not be started.
+    #[error("starting an event loop failed: {0}")]
+    EventLoop(#[source] io::Error),
 }
 
 /// Any error of the crate.

@@ -177,7 +177,7 @@ impl Outbox {
     /// Moves every queued line to the end of `into`, without blocking, and
     /// returns the state. `Closing` with nothing moved means: all written,
     /// close the connection.
-    pub fn take(&self, into: &mut Vec<Bytes>) -> OutboxState {
+    pub fn take(&self, into: &mut impl Extend<Bytes>) -> OutboxState {
         let mut queue = self.queue.lock();
         into.extend(queue.lines.drain(..));
         queue.bytes = 0;
@@ -186,7 +186,11 @@ impl Outbox {
 
     /// Like [`Outbox::take`], but first waits (up to `timeout`, if given)
     /// while the outbox is open and empty.
-    pub fn wait_take(&self, into: &mut Vec<Bytes>, timeout: Option<Duration>) -> OutboxState {
+    pub fn wait_take(
+        &self,
+        into: &mut impl Extend<Bytes>,
+        timeout: Option<Duration>,
+    ) -> OutboxState {
         let mut queue = self.queue.lock();
         if queue.lines.is_empty() && queue.state == OutboxState::Open {
             match timeout {

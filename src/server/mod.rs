@@ -2,6 +2,7 @@
 
 mod config;
 mod connections;
+mod event_loop;
 mod shutdown;
 mod threaded;
 
@@ -15,8 +16,9 @@ pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
 use crate::room::ChatRoom;
-use crate::transport::Transport;
+use crate::transport::{TcpTransport, Transport};
 use connections::Connections;
+use event_loop::LoopHandle;
 
 /// How long the accept loop pauses when the process is out of file
 /// descriptors (or memory) before it tries again.
@@ -24,8 +26,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long shutdown waits for aborted connections to go, past the grace.
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 
-/// A chat server over any [`Transport`], one reader and one writer thread
-/// per connection.
+/// A chat server: wires a [`Transport`] into a [`ChatRoom`].
+///
+/// [`Server::run`] serves any transport with a reader and a writer thread per
+/// connection. Over TCP, [`Server::run_event_loops`] serves every connection
+/// from a few event loops instead (non-blocking sockets, epoll readiness),
+/// so that an idle member costs a few hundred bytes rather than two threads.
+/// Both run the same [`Session`](crate::Session) code.
 ///
 /// ```no_run
 /// use chatcore::{Server, ServerConfig, TcpTransport};
@@ -102,25 +109,27 @@ impl<T: Transport> Server<T> {
     ///
     /// Fails only if the transport fails in a way that retrying cannot mend.
     pub fn run(&self) -> Result<(), ServerError> {
-        let result = self.accept_loop();
+        let result = self.accept_loop(|connection| {
+            threaded::serve(connection, &self.room, &self.config, &self.connections);
+        });
         self.shutdown.trigger();
         self.finish();
         result
     }
 
-    fn accept_loop(&self) -> Result<(), ServerError> {
+    /// Accepts until shut down, handing each connection to `dispatch`.
+    fn accept_loop(&self, mut dispatch: impl FnMut(T::Connection)) -> Result<(), ServerError> {
         loop {
             let accepted = self.transport.accept();
             if self.shutdown.is_triggered() {
                 if let Ok(connection) = accepted {
-                    threaded::serve(connection, &self.room, &self.config, &self.connections);
+                    // Told `Server is shutting down.` like any other.
+                    dispatch(connection);
                 }
                 return Ok(());
             }
             match accepted {
-                Ok(connection) => {
-                    threaded::serve(connection, &self.room, &self.config, &self.connections);
-                }
+                Ok(connection) => dispatch(connection),
                 Err(error) if is_out_of_resources(&error) => {
                     log::warn!(
                         "accept failed ({error}) with {} connections open; retrying",
@@ -148,6 +157,43 @@ impl<T: Transport> Server<T> {
             self.connections.wait_empty(Instant::now() + ABORT_WAIT);
         }
         log::info!("server stopped");
+    }
+}
+
+impl Server<TcpTransport> {
+    /// Like [`Server::run`], but serves connections from `loops` event loops
+    /// (one per core is right; 0 means one per core) on non-blocking
+    /// sockets, with the accept loop on the calling thread.
+    pub fn run_event_loops(&self, loops: usize) -> Result<(), ServerError> {
+        let loops = match loops {
+            0 => thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut handles = Vec::with_capacity(loops);
+        for index in 0..loops {
+            match LoopHandle::spawn(
+                index,
+                self.room.clone(),
+                self.config.clone(),
+                self.connections.clone(),
+            ) {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    handles.into_iter().for_each(LoopHandle::stop);
+                    return Err(ServerError::EventLoop(error));
+                }
+            }
+        }
+        log::info!("serving from {loops} event loops");
+        let mut next = 0;
+        let result = self.accept_loop(|connection| {
+            handles[next % handles.len()].hand_over(connection.into_stream());
+            next += 1;
+        });
+        self.shutdown.trigger();
+        self.finish();
+        handles.into_iter().for_each(LoopHandle::stop);
+        result
     }
 }
 

@@ -21,10 +21,12 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Io {
     /// A reader and a writer thread per connection.
     Threads,
+    /// Event loops over non-blocking sockets (two loops, as on 2 cores).
+    Events,
 }
 
 /// Every I/O mode; each protocol test runs over all of them.
-pub const IO_MODES: &[Io] = &[Io::Threads];
+pub const IO_MODES: &[Io] = &[Io::Threads, Io::Events];
 
 /// A server running on its own thread, stopped on drop.
 pub struct TestServer {
@@ -51,6 +53,7 @@ impl TestServer {
         thread::spawn(move || {
             let result = match io {
                 Io::Threads => server.run(),
+                Io::Events => server.run_event_loops(2),
             };
             let _ = tx.send(result);
         });

@@ -1,0 +1,543 @@
+//! The event-loop driver: non-blocking std TCP sockets, readiness from epoll
+//! (through `mio`), a few loops (one per core) each driving many
+//! connections with the same [`Session`]s as the threaded driver.
+//!
+//! An idle connection costs its session, its outbox and a socket: no thread,
+//! no stack, no read buffer (bytes are read into the loop's scratch buffer,
+//! and only an unfinished line is kept per connection).
+//!
+//! Outboxes wake their loop through [`Wake`]: the connection's token goes on
+//! the loop's ready list and, at most once per turn of the loop, its
+//! `mio::Waker` is signalled.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown as Direction, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use crate::outbox::{Outbox, OutboxState, Wake};
+use crate::protocol::Reply;
+use crate::room::ChatRoom;
+use crate::session::{Session, SessionState};
+
+use super::config::ServerConfig;
+use super::connections::{Connections, Refusal, Slot};
+
+/// The token of each loop's waker.
+const WAKE: Token = Token(usize::MAX);
+/// The loop's read buffer.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads from one connection per turn, so that a flood cannot starve the
+/// others; a connection with more to read is revisited next turn.
+const MAX_READS_PER_TURN: usize = 4;
+/// Slices per vectored write.
+const MAX_SLICES: usize = 64;
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
+/// Events taken from epoll per turn.
+const EVENTS_PER_TURN: usize = 1024;
+
+/// What a loop shares with the threads that wake it.
+struct Shared {
+    waker: Waker,
+    /// Connections accepted for this loop, not yet registered.
+    incoming: Mutex<Vec<TcpStream>>,
+    /// Tokens of connections whose outbox has something new.
+    ready: Mutex<Vec<usize>>,
+    /// The waker was signalled this turn already.
+    notified: AtomicBool,
+    /// The loop should exit.
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn notify(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            if let Err(error) = self.waker.wake() {
+                log::error!("cannot wake an event loop: {error}");
+            }
+        }
+    }
+}
+
+/// Wakes a connection's loop when its outbox has something new.
+struct ConnWaker {
+    shared: Arc<Shared>,
+    token: usize,
+}
+
+impl Wake for ConnWaker {
+    fn wake(&self) {
+        self.shared.ready.lock().push(self.token);
+        self.shared.notify();
+    }
+}
+
+/// A running event loop, as the accept thread sees it.
+pub(crate) struct LoopHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LoopHandle {
+    /// Starts a loop on its own thread.
+    pub(crate) fn spawn(
+        index: usize,
+        room: Arc<ChatRoom>,
+        config: ServerConfig,
+        connections: Arc<Connections>,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKE)?;
+        let shared = Arc::new(Shared {
+            waker,
+            incoming: Mutex::new(Vec::new()),
+            ready: Mutex::new(Vec::new()),
+            notified: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let event_loop = EventLoop {
+            poll,
+            shared: shared.clone(),
+            room,
+            config,
+            connections,
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_generation: 0,
+            name_deadlines: VecDeque::new(),
+            linger_deadlines: VecDeque::new(),
+            read_again: Vec::new(),
+            scratch: vec![0; READ_CHUNK],
+            input: BytesMut::new(),
+        };
+        let thread = thread::Builder::new()
+            .name(format!("chat-loop-{index}"))
+            .spawn(move || event_loop.run())?;
+        Ok(LoopHandle {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands an accepted connection to the loop.
+    pub(crate) fn hand_over(&self, stream: TcpStream) {
+        self.shared.incoming.lock().push(stream);
+        self.shared.notify();
+    }
+
+    /// Stops the loop (closing what it still holds) and waits for it.
+    pub(crate) fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(error) = self.shared.waker.wake() {
+            log::error!("cannot wake an event loop to stop it: {error}");
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("an event loop panicked");
+            }
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading and writing.
+    Open,
+    /// Our side is shut (FIN sent); waiting for the client's end of input.
+    Lingering,
+}
+
+struct Conn {
+    stream: MioStream,
+    generation: u64,
+    /// `None` for a connection refused at the limit: it only gets its line.
+    session: Option<Session>,
+    outbox: Arc<Outbox>,
+    _slot: Option<Slot>,
+    /// An unfinished line, kept between reads (empty, unallocated, if none).
+    input: BytesMut,
+    /// The client's input has ended.
+    input_ended: bool,
+    /// Lines taken from the outbox, not yet written; `offset` into the first.
+    pending: VecDeque<Bytes>,
+    offset: usize,
+    writable: bool,
+    phase: Phase,
+}
+
+struct EventLoop {
+    poll: Poll,
+    shared: Arc<Shared>,
+    room: Arc<ChatRoom>,
+    config: ServerConfig,
+    connections: Arc<Connections>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    next_generation: u64,
+    /// (deadline, token, generation), in deadline order: all share one timeout.
+    name_deadlines: VecDeque<(Instant, usize, u64)>,
+    linger_deadlines: VecDeque<(Instant, usize, u64)>,
+    /// Connections that still had input when their turn ended.
+    read_again: Vec<usize>,
+    scratch: Vec<u8>,
+    /// Where a read is framed when its connection had no unfinished line.
+    input: BytesMut,
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_PER_TURN);
+        let mut ready = Vec::new();
+        let mut turn = Vec::new();
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            let timeout = self.poll_timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("event loop failed: {error}");
+                break;
+            }
+            self.shared.notified.store(false, Ordering::Release);
+            turn.clear();
+            turn.extend(events.iter().filter(|e| e.token() != WAKE).map(|e| {
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                (e.token().0, readable, e.is_writable())
+            }));
+            for &(token, readable, writable) in &turn {
+                if writable {
+                    if let Some(conn) = self.conn_mut(token) {
+                        conn.writable = true;
+                    }
+                    self.flush(token);
+                }
+                if readable {
+                    self.read(token);
+                }
+            }
+            for token in std::mem::take(&mut self.read_again) {
+                self.read(token);
+            }
+            self.register_incoming();
+            std::mem::swap(&mut ready, &mut *self.shared.ready.lock());
+            for token in ready.drain(..) {
+                self.flush(token);
+            }
+            self.expire_deadlines();
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.read_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [self.name_deadlines.front(), self.linger_deadlines.front()]
+            .into_iter()
+            .flatten()
+            .map(|&(deadline, _, _)| deadline)
+            .min()?;
+        // Round up, so that the deadline has passed when poll returns.
+        Some(next.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+    }
+
+    fn conn_mut(&mut self, token: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(token).and_then(Option::as_mut)
+    }
+
+    /// Registers the connections the accept thread handed over.
+    fn register_incoming(&mut self) {
+        let incoming = std::mem::take(&mut *self.shared.incoming.lock());
+        for stream in incoming {
+            if let Err(error) = self.register(stream) {
+                log::warn!("dropped a new connection: {error}");
+            }
+        }
+    }
+
+    fn register(&mut self, stream: TcpStream) -> io::Result<()> {
+        stream.set_nonblocking(true)?;
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let waker = Arc::new(ConnWaker {
+            shared: self.shared.clone(),
+            token,
+        });
+        let outbox = Arc::new(Outbox::with_waker(self.config.queue_bytes, waker));
+        let (session, slot) = match self.connections.register(outbox.clone()) {
+            Ok(slot) => {
+                let session = Session::new(self.room.clone(), outbox.clone(), self.config.max_line);
+                (Some(session), Some(slot))
+            }
+            Err(refusal) => {
+                let reply = match refusal {
+                    Refusal::Full => {
+                        log::warn!("refused a connection: the server is full");
+                        Reply::ServerFull
+                    }
+                    Refusal::Closed => Reply::ShuttingDown,
+                };
+                outbox.close_with(reply.encode());
+                (None, None)
+            }
+        };
+        let mut stream = MioStream::from_std(stream);
+        if let Err(error) = self.poll.registry().register(
+            &mut stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.free.push(token);
+            return Err(error);
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        if session.is_some() {
+            self.name_deadlines.push_back((
+                Instant::now() + self.config.name_timeout,
+                token,
+                generation,
+            ));
+        }
+        self.conns[token] = Some(Conn {
+            stream,
+            generation,
+            session,
+            outbox,
+            _slot: slot,
+            input: BytesMut::new(),
+            input_ended: false,
+            pending: VecDeque::new(),
+            offset: 0,
+            writable: true,
+            phase: Phase::Open,
+        });
+        self.flush(token);
+        Ok(())
+    }
+
+    /// Reads what the connection has (a bounded amount) and feeds its session.
+    fn read(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut more = false;
+        for round in 0..MAX_READS_PER_TURN {
+            if conn.input_ended {
+                break;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    conn.input_ended = true;
+                    if let Some(session) = &mut conn.session {
+                        session.input_ended();
+                    }
+                }
+                Ok(n) => {
+                    let reading = conn.phase == Phase::Open
+                        && conn.session.as_ref().is_some_and(|s| !s.is_closed());
+                    if reading {
+                        feed(conn, &mut self.input, &self.scratch[..n]);
+                    }
+                    more = round + 1 == MAX_READS_PER_TURN;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    log::debug!("read failed: {error}");
+                    conn.input_ended = true;
+                    if let Some(session) = &mut conn.session {
+                        session.input_ended();
+                    }
+                    conn.outbox.abort();
+                }
+            }
+        }
+        if more {
+            self.read_again.push(token);
+        }
+        if conn.input_ended && conn.phase == Phase::Lingering {
+            self.close(token);
+        } else {
+            self.flush(token);
+        }
+    }
+
+    /// Writes what the connection's outbox holds, as far as the socket takes
+    /// it; closes the connection when its outbox says so.
+    fn flush(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        loop {
+            let state = if conn.pending.is_empty() {
+                conn.offset = 0;
+                conn.outbox.take(&mut conn.pending)
+            } else {
+                conn.outbox.state()
+            };
+            if state == OutboxState::Aborted {
+                self.close(token);
+                return;
+            }
+            if conn.pending.is_empty() {
+                if conn.pending.capacity() > 64 {
+                    conn.pending = VecDeque::new();
+                }
+                if state == OutboxState::Closing {
+                    self.end_output(token);
+                }
+                return;
+            }
+            if !conn.writable {
+                return;
+            }
+            match write_pending(conn) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    conn.writable = false;
+                    return;
+                }
+                Err(error) => {
+                    log::debug!("write failed: {error}");
+                    conn.outbox.abort();
+                    self.close(token);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Everything is written: shut our side, then wait for the client's.
+    fn end_output(&mut self, token: usize) {
+        let Some(conn) = self.conn_mut(token) else {
+            return;
+        };
+        let _ = conn.stream.shutdown(Direction::Write);
+        if conn.input_ended {
+            self.close(token);
+            return;
+        }
+        conn.phase = Phase::Lingering;
+        let generation = conn.generation;
+        self.linger_deadlines
+            .push_back((Instant::now() + LINGER, token, generation));
+        // The client may have closed already, with no event to come.
+        self.read(token);
+    }
+
+    /// Drops the connection; a member still in the room leaves it.
+    fn close(&mut self, token: usize) {
+        let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else {
+            return;
+        };
+        if let Some(session) = &mut conn.session {
+            if !session.is_closed() {
+                session.input_ended();
+            }
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.free.push(token);
+    }
+
+    fn expire_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, token, generation)) = self.name_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.name_deadlines.pop_front();
+            if let Some(conn) = self.conn_mut(token) {
+                if conn.generation == generation {
+                    if let Some(session) = &mut conn.session {
+                        if session.state() == SessionState::Handshake {
+                            session.name_timed_out();
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(&(deadline, token, generation)) = self.linger_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.linger_deadlines.pop_front();
+            if self
+                .conn_mut(token)
+                .is_some_and(|conn| conn.generation == generation)
+            {
+                self.close(token);
+            }
+        }
+    }
+}
+
+/// Feeds freshly read bytes to the connection's session, keeping only an
+/// unfinished line in the connection itself.
+fn feed(conn: &mut Conn, scratch_input: &mut BytesMut, bytes: &[u8]) {
+    let Some(session) = &mut conn.session else {
+        return;
+    };
+    if conn.input.is_empty() {
+        scratch_input.clear();
+        scratch_input.extend_from_slice(bytes);
+        session.receive(scratch_input);
+        if !scratch_input.is_empty() {
+            conn.input = BytesMut::from(&scratch_input[..]);
+        }
+    } else {
+        conn.input.extend_from_slice(bytes);
+        session.receive(&mut conn.input);
+        if conn.input.is_empty() {
+            conn.input = BytesMut::new();
+        }
+    }
+}
+
+/// Writes pending lines until all are written or the socket would block.
+fn write_pending(conn: &mut Conn) -> io::Result<()> {
+    while !conn.pending.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (i, line) in conn.pending.iter().take(MAX_SLICES).enumerate() {
+            let start = if i == 0 { conn.offset } else { 0 };
+            slices[i] = IoSlice::new(&line[start..]);
+            count += 1;
+        }
+        let mut n = match conn.stream.write_vectored(&slices[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        while n > 0 {
+            let Some(front) = conn.pending.front() else {
+                break;
+            };
+            let left = front.len() - conn.offset;
+            if n >= left {
+                n -= left;
+                conn.pending.pop_front();
+                conn.offset = 0;
+            } else {
+                conn.offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
