@@ -55,6 +55,36 @@ enum Io {
     Threads,
 }
 
+/// File descriptors kept free for the listener, logs and the like.
+const RESERVED_FDS: u64 = 32;
+
+/// Raises the open-file soft limit to the hard limit, and logs how many
+/// members that leaves room for.
+fn log_capacity(max_clients: usize, io: Io) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            log::warn!("cannot raise the open-file limit: {error}");
+            return;
+        }
+    };
+    // The threaded driver holds two descriptors per connection (one per
+    // half); the event loops hold one.
+    let per_connection = match io {
+        Io::Events => 1,
+        Io::Threads => 2,
+    };
+    let room = limit.saturating_sub(RESERVED_FDS) / per_connection;
+    let capacity = room.min(max_clients as u64);
+    log::info!("open-file limit {limit}: room for {capacity} connections");
+    if room < max_clients as u64 {
+        log::warn!(
+            "--max-clients {max_clients} is more than the open-file limit allows; \
+             past {room} connections, accepts fail and are retried"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
@@ -89,6 +119,8 @@ fn main() -> ExitCode {
             shutdown.trigger();
         }
     });
+
+    log_capacity(args.max_clients, args.io);
 
     let mut stdout = std::io::stdout();
     let _ = writeln!(
