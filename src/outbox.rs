@@ -6,17 +6,26 @@
 //! the outbox is *aborted* (everything queued is dropped and the connection
 //! is to be closed at once) and the pusher is told, so that the room can
 //! remove the slow member. That is the whole slow-consumer policy.
+//!
+//! Lines are encoded once and copied into each outbox's one contiguous
+//! buffer, so that a writer sends everything pending with a single write
+//! call. For chat-sized lines a copy costs less than sharing a refcounted
+//! buffer across cores, and it makes writes large. A writer takes the whole
+//! buffer, and the outbox holds no memory until the next line comes: an idle
+//! member costs nothing here.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
 
 /// The default limit of pending bytes in an outbox: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+
+/// The capacity a fresh buffer starts with (it grows as lines come).
+const INITIAL_CAPACITY: usize = 512;
 
 /// Something to poke when an outbox has lines to write or has been closed.
 ///
@@ -53,8 +62,7 @@ pub enum OutboxState {
 }
 
 struct Queue {
-    lines: VecDeque<Bytes>,
-    bytes: usize,
+    bytes: BytesMut,
     state: OutboxState,
 }
 
@@ -73,8 +81,7 @@ impl Outbox {
         Outbox {
             limit,
             queue: Mutex::new(Queue {
-                lines: VecDeque::new(),
-                bytes: 0,
+                bytes: BytesMut::new(),
                 state: OutboxState::Open,
             }),
             changed: Condvar::new(),
@@ -96,23 +103,25 @@ impl Outbox {
         self.limit
     }
 
-    /// Queues a line, or aborts the outbox if the line would overflow it.
-    pub fn push(&self, line: Bytes) -> Push {
+    /// Queues a line (a copy of it), or aborts the outbox if the line would
+    /// overflow it.
+    pub fn push(&self, line: &[u8]) -> Push {
         let mut queue = self.queue.lock();
         if queue.state != OutboxState::Open {
             return Push::Closed;
         }
-        if queue.bytes + line.len() > self.limit {
-            queue.lines.clear();
-            queue.bytes = 0;
+        if queue.bytes.len() + line.len() > self.limit {
+            queue.bytes = BytesMut::new();
             queue.state = OutboxState::Aborted;
             drop(queue);
             self.notify();
             return Push::Overflow;
         }
-        let was_empty = queue.lines.is_empty();
-        queue.bytes += line.len();
-        queue.lines.push_back(line);
+        let was_empty = queue.bytes.is_empty();
+        if queue.bytes.capacity() == 0 {
+            queue.bytes.reserve(line.len().max(INITIAL_CAPACITY));
+        }
+        queue.bytes.extend_from_slice(line);
         drop(queue);
         if was_empty {
             self.notify();
@@ -123,24 +132,21 @@ impl Outbox {
     /// Stops taking lines: what is queued is still written, then the
     /// connection closes. Does nothing if already closed or aborted.
     pub fn close(&self) {
-        self.close_after(None);
+        self.close_after(&[]);
     }
 
     /// Queues `last` as the final line (even past the limit: it is short and
     /// there is no other way to say it), then closes as [`Outbox::close`].
-    pub fn close_with(&self, last: Bytes) {
-        self.close_after(Some(last));
+    pub fn close_with(&self, last: &[u8]) {
+        self.close_after(last);
     }
 
-    fn close_after(&self, last: Option<Bytes>) {
+    fn close_after(&self, last: &[u8]) {
         let mut queue = self.queue.lock();
         if queue.state != OutboxState::Open {
             return;
         }
-        if let Some(line) = last {
-            queue.bytes += line.len();
-            queue.lines.push_back(line);
-        }
+        queue.bytes.extend_from_slice(last);
         queue.state = OutboxState::Closing;
         drop(queue);
         self.notify();
@@ -152,8 +158,7 @@ impl Outbox {
         if queue.state == OutboxState::Aborted {
             return;
         }
-        queue.lines.clear();
-        queue.bytes = 0;
+        queue.bytes = BytesMut::new();
         queue.state = OutboxState::Aborted;
         drop(queue);
         self.notify();
@@ -171,28 +176,22 @@ impl Outbox {
 
     /// Bytes queued and not yet taken by the writer.
     pub fn pending_bytes(&self) -> usize {
-        self.queue.lock().bytes
+        self.queue.lock().bytes.len()
     }
 
-    /// Moves every queued line to the end of `into`, without blocking, and
-    /// returns the state. `Closing` with nothing moved means: all written,
-    /// close the connection.
-    pub fn take(&self, into: &mut impl Extend<Bytes>) -> OutboxState {
+    /// Takes everything queued, without blocking, with the state.
+    /// `Closing` with nothing taken means: all written, close the
+    /// connection.
+    pub fn take(&self) -> (BytesMut, OutboxState) {
         let mut queue = self.queue.lock();
-        into.extend(queue.lines.drain(..));
-        queue.bytes = 0;
-        queue.state
+        (std::mem::take(&mut queue.bytes), queue.state)
     }
 
     /// Like [`Outbox::take`], but first waits (up to `timeout`, if given)
     /// while the outbox is open and empty.
-    pub fn wait_take(
-        &self,
-        into: &mut impl Extend<Bytes>,
-        timeout: Option<Duration>,
-    ) -> OutboxState {
+    pub fn wait_take(&self, timeout: Option<Duration>) -> (BytesMut, OutboxState) {
         let mut queue = self.queue.lock();
-        if queue.lines.is_empty() && queue.state == OutboxState::Open {
+        if queue.bytes.is_empty() && queue.state == OutboxState::Open {
             match timeout {
                 Some(timeout) => {
                     self.changed.wait_for(&mut queue, timeout);
@@ -200,16 +199,12 @@ impl Outbox {
                 None => self.changed.wait(&mut queue),
             }
         }
-        into.extend(queue.lines.drain(..));
-        queue.bytes = 0;
-        queue.state
+        (std::mem::take(&mut queue.bytes), queue.state)
     }
 
-    /// Takes every queued line as one byte string (for tests and tools).
+    /// Takes every queued byte (for tests and tools).
     pub fn drain_bytes(&self) -> Vec<u8> {
-        let mut lines = Vec::new();
-        self.take(&mut lines);
-        lines.concat()
+        self.take().0.to_vec()
     }
 
     fn notify(&self) {
@@ -225,8 +220,7 @@ impl fmt::Debug for Outbox {
         let queue = self.queue.lock();
         f.debug_struct("Outbox")
             .field("limit", &self.limit)
-            .field("lines", &queue.lines.len())
-            .field("bytes", &queue.bytes)
+            .field("bytes", &queue.bytes.len())
             .field("state", &queue.state)
             .finish()
     }
@@ -240,8 +234,8 @@ mod tests {
     #[test]
     fn push_and_take_in_order() {
         let outbox = Outbox::new(100);
-        assert_eq!(outbox.push(Bytes::from_static(b"a\n")), Push::Queued);
-        assert_eq!(outbox.push(Bytes::from_static(b"b\n")), Push::Queued);
+        assert_eq!(outbox.push(b"a\n"), Push::Queued);
+        assert_eq!(outbox.push(b"b\n"), Push::Queued);
         assert_eq!(outbox.pending_bytes(), 4);
         assert_eq!(outbox.drain_bytes(), b"a\nb\n");
         assert_eq!(outbox.pending_bytes(), 0);
@@ -250,32 +244,31 @@ mod tests {
     #[test]
     fn overflow_aborts_and_drops_everything() {
         let outbox = Outbox::new(5);
-        assert_eq!(outbox.push(Bytes::from_static(b"abc\n")), Push::Queued);
-        assert_eq!(outbox.push(Bytes::from_static(b"de\n")), Push::Overflow);
+        assert_eq!(outbox.push(b"abc\n"), Push::Queued);
+        assert_eq!(outbox.push(b"de\n"), Push::Overflow);
         assert_eq!(outbox.state(), OutboxState::Aborted);
         assert_eq!(outbox.drain_bytes(), b"");
-        assert_eq!(outbox.push(Bytes::from_static(b"x")), Push::Closed);
+        assert_eq!(outbox.push(b"x"), Push::Closed);
     }
 
     #[test]
     fn the_limit_counts_pending_bytes_exactly() {
         let outbox = Outbox::new(4);
-        assert_eq!(outbox.push(Bytes::from_static(b"abcd")), Push::Queued);
-        let mut taken = Vec::new();
-        outbox.take(&mut taken);
-        assert_eq!(outbox.push(Bytes::from_static(b"efgh")), Push::Queued);
+        assert_eq!(outbox.push(b"abcd"), Push::Queued);
+        let _ = outbox.take();
+        assert_eq!(outbox.push(b"efgh"), Push::Queued);
     }
 
     #[test]
     fn close_keeps_what_is_queued_and_refuses_more() {
         let outbox = Outbox::new(100);
-        assert_eq!(outbox.push(Bytes::from_static(b"a\n")), Push::Queued);
-        outbox.close_with(Bytes::from_static(b"bye\n"));
-        outbox.close_with(Bytes::from_static(b"again\n"));
-        assert_eq!(outbox.push(Bytes::from_static(b"late\n")), Push::Closed);
-        let mut taken = Vec::new();
-        assert_eq!(outbox.take(&mut taken), OutboxState::Closing);
-        assert_eq!(taken.concat(), b"a\nbye\n");
+        assert_eq!(outbox.push(b"a\n"), Push::Queued);
+        outbox.close_with(b"bye\n");
+        outbox.close_with(b"again\n");
+        assert_eq!(outbox.push(b"late\n"), Push::Closed);
+        let (taken, state) = outbox.take();
+        assert_eq!(state, OutboxState::Closing);
+        assert_eq!(&taken[..], b"a\nbye\n");
     }
 
     #[test]
@@ -283,15 +276,15 @@ mod tests {
         let outbox = Arc::new(Outbox::new(100));
         let pusher = Arc::clone(&outbox);
         let handle = std::thread::spawn(move || {
-            let _ = pusher.push(Bytes::from_static(b"hi\n"));
+            let _ = pusher.push(b"hi\n");
         });
         let mut taken = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while taken.is_empty() && std::time::Instant::now() < deadline {
-            outbox.wait_take(&mut taken, Some(Duration::from_secs(1)));
+            taken.extend_from_slice(&outbox.wait_take(Some(Duration::from_secs(1))).0);
         }
         handle.join().expect("pusher thread");
-        assert_eq!(taken.concat(), b"hi\n");
+        assert_eq!(taken, b"hi\n");
     }
 
     #[test]
@@ -304,8 +297,8 @@ mod tests {
         }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let outbox = Outbox::with_waker(100, count.clone());
-        let _ = outbox.push(Bytes::from_static(b"a"));
-        let _ = outbox.push(Bytes::from_static(b"b"));
+        let _ = outbox.push(b"a");
+        let _ = outbox.push(b"b");
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             1,

@@ -90,7 +90,7 @@ impl Registry {
     fn deliver_to_all(&mut self, line: &Bytes) {
         let mut overflowed = Vec::new();
         for member in &self.members {
-            if member.outbox.push(line.clone()) == Push::Overflow {
+            if member.outbox.push(line) == Push::Overflow {
                 overflowed.push(member.id);
             }
         }
@@ -103,7 +103,7 @@ impl Registry {
                 log::info!("member {} removed: its outbox overflowed", member.id);
                 let line = Reply::Left(&member.name).encode();
                 for other in &self.members {
-                    if other.outbox.push(line.clone()) == Push::Overflow {
+                    if other.outbox.push(&line) == Push::Overflow {
                         overflowed.push(other.id);
                     }
                 }
@@ -151,7 +151,7 @@ impl ChatRoom {
         }
         let id = MemberId(registry.next_id);
         registry.next_id += 1;
-        let welcome = outbox.push(Reply::Welcome(name).encode());
+        let welcome = outbox.push(&Reply::Welcome(name).encode());
         registry.by_key.insert(key.clone(), id);
         registry.members.push(Member {
             id,
@@ -231,7 +231,7 @@ impl ChatRoom {
                 text,
             }
             .encode();
-            match recipient.outbox.push(line) {
+            match recipient.outbox.push(&line) {
                 Push::Overflow => Some(recipient.id),
                 Push::Queued | Push::Closed => None,
             }
@@ -277,7 +277,7 @@ impl ChatRoom {
         let mut registry = self.registry.write();
         registry.closed = true;
         for member in registry.members.drain(..) {
-            member.outbox.close_with(last.clone());
+            member.outbox.close_with(last);
         }
         registry.by_key.clear();
     }

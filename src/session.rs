@@ -114,7 +114,7 @@ impl Session {
     /// happens.
     pub fn name_timed_out(&mut self) {
         if self.state == SessionState::Handshake {
-            self.outbox.close_with(Reply::NameTimeout.encode());
+            self.outbox.close_with(&Reply::NameTimeout.encode());
             self.state = SessionState::Closed;
         }
     }
@@ -221,7 +221,7 @@ impl Session {
     /// Pushes one of this session's own replies. If it overflows the outbox,
     /// the connection is over.
     fn send(&mut self, line: Bytes) {
-        if self.outbox.push(line) == Push::Overflow {
+        if self.outbox.push(&line) == Push::Overflow {
             log::info!("connection dropped: its outbox overflowed");
             self.end();
         }

@@ -74,7 +74,7 @@ impl Connections {
         let mut table = self.table.lock();
         table.closed = true;
         for outbox in table.outboxes.values() {
-            outbox.close_with(last.clone());
+            outbox.close_with(last);
         }
     }
 

@@ -11,14 +11,14 @@
 //! `mio::Waker` is signalled.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
@@ -38,8 +38,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads from one connection per turn, so that a flood cannot starve the
 /// others; a connection with more to read is revisited next turn.
 const MAX_READS_PER_TURN: usize = 4;
-/// Slices per vectored write.
-const MAX_SLICES: usize = 64;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 /// Events taken from epoll per turn.
@@ -168,9 +166,8 @@ struct Conn {
     input: BytesMut,
     /// The client's input has ended.
     input_ended: bool,
-    /// Lines taken from the outbox, not yet written; `offset` into the first.
-    pending: VecDeque<Bytes>,
-    offset: usize,
+    /// Bytes taken from the outbox, not yet written.
+    pending: BytesMut,
     writable: bool,
     phase: Phase,
 }
@@ -288,7 +285,7 @@ impl EventLoop {
                     }
                     Refusal::Closed => Reply::ShuttingDown,
                 };
-                outbox.close_with(reply.encode());
+                outbox.close_with(&reply.encode());
                 (None, None)
             }
         };
@@ -318,8 +315,7 @@ impl EventLoop {
             _slot: slot,
             input: BytesMut::new(),
             input_ended: false,
-            pending: VecDeque::new(),
-            offset: 0,
+            pending: BytesMut::new(),
             writable: true,
             phase: Phase::Open,
         });
@@ -385,8 +381,9 @@ impl EventLoop {
         }
         loop {
             let state = if conn.pending.is_empty() {
-                conn.offset = 0;
-                conn.outbox.take(&mut conn.pending)
+                let (bytes, state) = conn.outbox.take();
+                conn.pending = bytes;
+                state
             } else {
                 conn.outbox.state()
             };
@@ -395,9 +392,6 @@ impl EventLoop {
                 return;
             }
             if conn.pending.is_empty() {
-                if conn.pending.capacity() > 64 {
-                    conn.pending = VecDeque::new();
-                }
                 if state == OutboxState::Closing {
                     self.end_output(token);
                 }
@@ -508,36 +502,17 @@ fn feed(conn: &mut Conn, scratch_input: &mut BytesMut, bytes: &[u8]) {
     }
 }
 
-/// Writes pending lines until all are written or the socket would block.
+/// Writes pending bytes until all are written (then frees the buffer) or
+/// the socket would block.
 fn write_pending(conn: &mut Conn) -> io::Result<()> {
     while !conn.pending.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut count = 0;
-        for (i, line) in conn.pending.iter().take(MAX_SLICES).enumerate() {
-            let start = if i == 0 { conn.offset } else { 0 };
-            slices[i] = IoSlice::new(&line[start..]);
-            count += 1;
-        }
-        let mut n = match conn.stream.write_vectored(&slices[..count]) {
+        match conn.stream.write(&conn.pending) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(n) => conn.pending.advance(n),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
-        };
-        while n > 0 {
-            let Some(front) = conn.pending.front() else {
-                break;
-            };
-            let left = front.len() - conn.offset;
-            if n >= left {
-                n -= left;
-                conn.pending.pop_front();
-                conn.offset = 0;
-            } else {
-                conn.offset += n;
-                n = 0;
-            }
         }
     }
+    conn.pending = BytesMut::new();
     Ok(())
 }

@@ -6,14 +6,14 @@
 //! connection dropped, once the reader has seen the client's end of input or
 //! a short linger has passed.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::net::Shutdown as Direction;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
 use crate::outbox::{Outbox, OutboxState};
@@ -36,8 +36,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// At most this many threads saying `Server is full.` at once; past it, the
 /// line is written without lingering.
 const MAX_REFUSERS: usize = 64;
-/// Slices per vectored write.
-const MAX_SLICES: usize = 64;
 
 static REFUSERS: AtomicUsize = AtomicUsize::new(0);
 
@@ -173,19 +171,17 @@ fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) 
     if let Err(error) = writer.set_write_timeout(Some(WRITE_TICK)) {
         log::debug!("write timeout not set: {error}");
     }
-    let mut batch: Vec<Bytes> = Vec::new();
     let graceful = loop {
-        let state = outbox.wait_take(&mut batch, None);
+        let (mut bytes, state) = outbox.wait_take(None);
         if state == OutboxState::Aborted {
             break false;
         }
-        if !batch.is_empty() {
-            if let Err(error) = write_batch(&mut writer, &batch, outbox) {
+        if !bytes.is_empty() {
+            if let Err(error) = write_all(&mut writer, &mut bytes, outbox) {
                 log::debug!("write failed: {error}");
                 outbox.abort();
                 break false;
             }
-            batch.clear();
             continue;
         }
         if state == OutboxState::Closing {
@@ -204,33 +200,13 @@ fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) 
     }
 }
 
-/// Writes every line of `batch`, as few calls as it takes. A write that
-/// times out is retried unless the outbox has been aborted meanwhile.
-fn write_batch<W: Write>(writer: &mut W, batch: &[Bytes], outbox: &Outbox) -> io::Result<()> {
-    let (mut index, mut offset) = (0, 0);
-    while index < batch.len() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let mut count = 0;
-        for (i, line) in batch[index..].iter().take(MAX_SLICES).enumerate() {
-            let start = if i == 0 { offset } else { 0 };
-            slices[i] = IoSlice::new(&line[start..]);
-            count += 1;
-        }
-        match writer.write_vectored(&slices[..count]) {
+/// Writes all of `bytes`. A write that times out is retried unless the
+/// outbox has been aborted meanwhile.
+fn write_all<W: Write>(writer: &mut W, bytes: &mut BytesMut, outbox: &Outbox) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match writer.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                while n > 0 {
-                    let left = batch[index].len() - offset;
-                    if n >= left {
-                        n -= left;
-                        index += 1;
-                        offset = 0;
-                    } else {
-                        offset += n;
-                        n = 0;
-                    }
-                }
-            }
+            Ok(n) => bytes.advance(n),
             Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {
                 if outbox.state() == OutboxState::Aborted {
                     return Err(error);
@@ -323,9 +299,9 @@ mod tests {
     }
 
     #[test]
-    fn write_batch_survives_partial_writes() {
-        let batch: Vec<Bytes> = (0..200)
-            .map(|i| Bytes::from(format!("line {i}\n")))
+    fn write_all_survives_partial_writes() {
+        let lines: Vec<u8> = (0..200)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
         let outbox = Outbox::new(1024);
         for step in [1, 3, 7, 1000] {
@@ -333,8 +309,9 @@ mod tests {
                 out: Vec::new(),
                 step,
             };
-            write_batch(&mut w, &batch, &outbox).expect("write");
-            assert_eq!(w.out, batch.concat());
+            let mut bytes = BytesMut::from(&lines[..]);
+            write_all(&mut w, &mut bytes, &outbox).expect("write");
+            assert_eq!(w.out, lines);
         }
     }
 }
