@@ -1,0 +1,232 @@
+//! The room's fan-out with no I/O: a [`ChatRoom`] of 1,000 members, each with
+//! an [`Outbox`] (1 MiB limit, no waker) that nothing writes to a socket.
+//!
+//! - `room/broadcast_1000`: one public line from a member to all 1,000
+//!   (sender included): encode once, then a refcounted clone pushed into each
+//!   outbox under the room's write lock. Reported per recipient
+//!   (`Throughput::Elements(1000)`); target (issue 4): <= 30 ns per recipient.
+//! - `room/whisper_1000`: one private line from a member to another, found by
+//!   name (case-folded key, hash lookup) under the read lock: 1 delivery.
+//! - `room/join_leave_1000`: a newcomer joins a room of 1,000 and leaves again.
+//!   That includes name validation and key, the welcome to the newcomer, the
+//!   join notice to all 1,001 members and the leave notice to the remaining
+//!   1,000: 2,002 deliveries, reported as elements. The newcomer's outbox is
+//!   made once, outside the measurement, and reused.
+//! - `room/take_1000`: the writer side, for scale: taking one queued line out
+//!   of each of 1,000 outboxes (`Outbox::take` into a reused `Vec`).
+//!
+//! Outboxes must be emptied or they overflow (and the room would remove their
+//! members). The first three benches run in timed chunks of a few operations
+//! and empty every outbox between chunks with the clock stopped, so their
+//! figures exclude the draining; `take_1000` measures that draining alone.
+//!
+//! Run: `cargo bench --bench room`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatcore::{ChatRoom, MemberId, Outbox};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const MEMBERS: usize = 1000;
+const OUTBOX_LIMIT: usize = 1 << 20;
+/// A 32-byte message text.
+const TEXT: &str = "the quick brown fox jumps over i";
+
+struct Fixture {
+    room: ChatRoom,
+    outboxes: Vec<Arc<Outbox>>,
+    ids: Vec<MemberId>,
+    scratch: Vec<Bytes>,
+}
+
+impl Fixture {
+    /// A room of `MEMBERS` members named `m0`, `m1`, …, outboxes emptied.
+    fn new() -> Self {
+        let room = ChatRoom::new();
+        let mut outboxes = Vec::with_capacity(MEMBERS);
+        let mut ids = Vec::with_capacity(MEMBERS);
+        for i in 0..MEMBERS {
+            let outbox = Arc::new(Outbox::new(OUTBOX_LIMIT));
+            ids.push(room.join(&format!("m{i}"), outbox.clone()).expect("join"));
+            outboxes.push(outbox);
+        }
+        let mut fixture = Fixture {
+            room,
+            outboxes,
+            ids,
+            scratch: Vec::new(),
+        };
+        fixture.drain();
+        fixture
+    }
+
+    /// Empties every member's outbox; returns how many lines were queued.
+    fn drain(&mut self) -> usize {
+        let mut lines = 0;
+        for outbox in &self.outboxes {
+            outbox.take(&mut self.scratch);
+            lines += self.scratch.len();
+            self.scratch.clear();
+        }
+        lines
+    }
+}
+
+/// Runs `op` `iters` times in timed chunks of at most `chunk`, calling the
+/// untimed `between` after each chunk; returns the time spent in `op` only.
+fn chunked(iters: u64, chunk: u64, mut op: impl FnMut(), mut between: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(chunk);
+        let start = Instant::now();
+        for _ in 0..n {
+            op();
+        }
+        total += start.elapsed();
+        between();
+        left -= n;
+    }
+    total
+}
+
+fn room(c: &mut Criterion) {
+    let mut group = c.benchmark_group("room");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    // Broadcast: at most 16 lines (~37 bytes each) queue per outbox between
+    // drains, as with a writer that keeps up.
+    {
+        let mut f = Fixture::new();
+        let sender = f.ids[0];
+        f.room.broadcast(sender, TEXT).expect("broadcast");
+        assert_eq!(f.drain(), MEMBERS, "one line per member");
+        let room = &f.room;
+        let outboxes = &f.outboxes;
+        let scratch = &mut f.scratch;
+        group.throughput(Throughput::Elements(MEMBERS as u64));
+        group.bench_function("broadcast_1000", |b| {
+            b.iter_custom(|iters| {
+                chunked(
+                    iters,
+                    16,
+                    || room.broadcast(sender, black_box(TEXT)).expect("broadcast"),
+                    || {
+                        for outbox in outboxes {
+                            outbox.take(scratch);
+                            scratch.clear();
+                        }
+                    },
+                )
+            })
+        });
+        assert_eq!(f.room.len(), MEMBERS, "nobody overflowed");
+    }
+
+    // Whisper from the first member to one in the middle, by name.
+    {
+        let mut f = Fixture::new();
+        let sender = f.ids[0];
+        let target_name = format!("m{}", MEMBERS / 2);
+        let target = f.outboxes[MEMBERS / 2].clone();
+        f.room.whisper(sender, &target_name, TEXT).expect("whisper");
+        assert_eq!(f.drain(), 1, "one line to one member");
+        let room = &f.room;
+        let scratch = &mut f.scratch;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("whisper_1000", |b| {
+            b.iter_custom(|iters| {
+                chunked(
+                    iters,
+                    256,
+                    || {
+                        room.whisper(sender, black_box(&target_name), black_box(TEXT))
+                            .expect("whisper")
+                    },
+                    || {
+                        target.take(scratch);
+                        scratch.clear();
+                    },
+                )
+            })
+        });
+        assert_eq!(f.room.len(), MEMBERS, "nobody overflowed");
+    }
+
+    // Join + leave of a newcomer: 1 welcome + 1,001 join notices + 1,000
+    // leave notices per iteration.
+    {
+        let mut f = Fixture::new();
+        let newcomer = Arc::new(Outbox::new(OUTBOX_LIMIT));
+        let id = f.room.join("newcomer", newcomer.clone()).expect("join");
+        assert!(f.room.leave(id));
+        newcomer.take(&mut f.scratch);
+        assert_eq!(f.scratch.len(), 2, "welcome and own join notice");
+        f.scratch.clear();
+        assert_eq!(f.drain(), 2 * MEMBERS, "join and leave notices");
+        let deliveries = 2 * MEMBERS as u64 + 2;
+        let room = &f.room;
+        let outboxes = &f.outboxes;
+        let scratch = &mut f.scratch;
+        group.throughput(Throughput::Elements(deliveries));
+        group.bench_function("join_leave_1000", |b| {
+            b.iter_custom(|iters| {
+                chunked(
+                    iters,
+                    16,
+                    || {
+                        let id = room
+                            .join(black_box("newcomer"), newcomer.clone())
+                            .expect("join");
+                        assert!(room.leave(id));
+                    },
+                    || {
+                        newcomer.take(scratch);
+                        scratch.clear();
+                        for outbox in outboxes {
+                            outbox.take(scratch);
+                            scratch.clear();
+                        }
+                    },
+                )
+            })
+        });
+        assert_eq!(f.room.len(), MEMBERS, "nobody overflowed");
+    }
+
+    // The writer side: take one queued line from each of 1,000 outboxes.
+    {
+        let mut f = Fixture::new();
+        let sender = f.ids[0];
+        let room = &f.room;
+        let outboxes = &f.outboxes;
+        let scratch = &mut f.scratch;
+        group.throughput(Throughput::Elements(MEMBERS as u64));
+        group.bench_function("take_1000", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    room.broadcast(sender, TEXT).expect("broadcast");
+                    let start = Instant::now();
+                    for outbox in outboxes {
+                        outbox.take(scratch);
+                        scratch.clear();
+                    }
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+
+    group.finish();
+}
+
+criterion_group!(benches, room);
+criterion_main!(benches);

@@ -1,0 +1,185 @@
+//! Command-line flags of chat_bench and their validation.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+
+/// Which wire protocol the server under test speaks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Proto {
+    /// chatcore's line protocol (PROTOCOL.md).
+    Chat,
+    /// nats-server's text protocol: one subject as the room, one inbox per member.
+    Nats,
+}
+
+/// What the members do once connected.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Senders post public lines; every member receives every line.
+    Public,
+    /// Senders whisper to random other members; each message reaches one target.
+    Private,
+    /// Members only connect and hold.
+    Idle,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Chat => "chat",
+            Proto::Nats => "nats",
+        }
+    }
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Public => "public",
+            Mode::Private => "private",
+            Mode::Idle => "idle",
+        }
+    }
+}
+
+/// Load generator for chatcore's TCP server (and nats-server, for comparison).
+///
+/// Connects N members, lets S of them send, checks every delivery (lost,
+/// duplicated, misordered) and reports throughput, latency and, given
+/// --server-pid, the server's CPU time and memory. Loopback addresses only.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "chat_bench")]
+pub struct Args {
+    /// Server address; must be a loopback address.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    pub addr: SocketAddr,
+    /// Wire protocol of the server.
+    #[arg(long, value_enum, default_value_t = Proto::Chat)]
+    pub proto: Proto,
+    /// What the members do.
+    #[arg(long, value_enum, default_value_t = Mode::Public)]
+    pub mode: Mode,
+    /// Number of members to connect.
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Number of members that send (the first S); ignored in idle mode.
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+    /// Messages per second per sender; omit to send flat out.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Flat out: most messages in flight per sender.
+    #[arg(long, default_value_t = 128)]
+    pub window: usize,
+    /// Payload size in bytes (the header is never cut).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds of sending (idle mode: seconds of holding).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Most handshakes in progress at once.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// Seconds allowed for every member to join.
+    #[arg(long, default_value_t = 60.0)]
+    pub connect_timeout: f64,
+    /// Seconds allowed, after the last join, for every join line to arrive.
+    #[arg(long, default_value_t = 120.0)]
+    pub settle_timeout: f64,
+    /// Seconds allowed, after the senders stop, for outstanding deliveries.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Pid of the server, to report its CPU time and memory from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print one JSON line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads of the generator's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Member names are this prefix followed by the member's index.
+    #[arg(long, default_value = "b")]
+    pub name_prefix: String,
+    /// Read buffer per member in bytes (default: 64 KiB, 8 KiB in idle mode).
+    #[arg(long)]
+    pub read_buf: Option<usize>,
+}
+
+impl Args {
+    /// Checks the flags against each other; the message says what is wrong.
+    pub fn validate(&mut self) -> Result<(), String> {
+        if !self.addr.ip().is_loopback() {
+            return Err(format!(
+                "--addr {} is not a loopback address; chat_bench only targets this machine",
+                self.addr
+            ));
+        }
+        if self.members == 0 {
+            return Err("--members must be at least 1".into());
+        }
+        if self.mode == Mode::Idle {
+            self.senders = 0;
+        }
+        if self.senders > self.members {
+            return Err("--senders cannot exceed --members".into());
+        }
+        if self.mode == Mode::Private && self.members < 2 {
+            return Err("private mode needs at least 2 members".into());
+        }
+        if self.mode != Mode::Idle && self.senders == 0 {
+            return Err("--senders must be at least 1 outside idle mode".into());
+        }
+        if self.window == 0 {
+            return Err("--window must be at least 1".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err("--rate must be a positive number".into());
+            }
+        }
+        for (name, v) in [
+            ("--duration", self.duration),
+            ("--connect-timeout", self.connect_timeout),
+            ("--settle-timeout", self.settle_timeout),
+            ("--drain-timeout", self.drain_timeout),
+        ] {
+            if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
+                return Err(format!("{name} must be between 0 and 86400 seconds"));
+            }
+        }
+        if self.connect_concurrency == 0 {
+            return Err("--connect-concurrency must be at least 1".into());
+        }
+        if self.threads == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        if self.name_prefix.is_empty()
+            || self.name_prefix.starts_with('\\')
+            || self
+                .name_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '(')
+            || self.name_prefix.chars().count() + 5 > 32
+        {
+            return Err("--name-prefix must be 1 to 27 characters, no spaces, ':' or '('".into());
+        }
+        if self.read_buf.is_some_and(|n| n < 8192) {
+            return Err("--read-buf must be at least 8192".into());
+        }
+        Ok(())
+    }
+
+    /// Whether senders are flat out (window-bounded) rather than paced.
+    pub fn flat_out(&self) -> bool {
+        self.rate.is_none()
+    }
+
+    /// Bytes of read buffer per member.
+    pub fn read_buf_bytes(&self) -> usize {
+        self.read_buf.unwrap_or(match self.mode {
+            Mode::Idle => 8 * 1024,
+            _ => 64 * 1024,
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Delivery checking: what each member saw, and the totals over all members.
+
+use crate::proto::Stamp;
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, 2 significant figures, up to an hour.
+const LAT_MAX_US: u64 = 3_600_000_000;
+const LAT_SIGFIG: u8 = 2;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LAT_MAX_US, LAT_SIGFIG).expect("valid histogram bounds")
+}
+
+/// What one member received, checked delivery by delivery. Owned by the
+/// member's reader task; handed back when the member stops.
+pub struct MemberStats {
+    /// Whether the member completed its handshake.
+    pub joined: bool,
+    /// Every line received, handshake included.
+    pub lines: u64,
+    /// Benchmark payloads received.
+    pub deliveries: u64,
+    /// Payloads whose sequence number equals the previous one from that sender.
+    pub dups: u64,
+    /// Payloads whose sequence number is below the previous one from that sender.
+    pub misordered: u64,
+    /// Chat join announcements received.
+    pub joins: u64,
+    /// Chat leave notices received.
+    pub leaves: u64,
+    /// Reads that returned data.
+    pub reads: u64,
+    /// Lines the generator did not expect (errors, leave notices, ...).
+    pub other: u64,
+    /// First unexpected line, for the report.
+    pub first_other: Option<String>,
+    /// Why the connection ended before the run did, if it did.
+    pub closed_early: Option<String>,
+    /// Highest sequence number seen per sender (0 = none yet).
+    last_seq: Vec<u64>,
+    /// Latency of every payload, allocated on the first one.
+    hist: Option<Histogram<u64>>,
+}
+
+impl MemberStats {
+    pub fn new(senders: usize) -> Self {
+        MemberStats {
+            joined: false,
+            lines: 0,
+            deliveries: 0,
+            dups: 0,
+            misordered: 0,
+            joins: 0,
+            leaves: 0,
+            reads: 0,
+            other: 0,
+            first_other: None,
+            closed_early: None,
+            last_seq: vec![0; senders],
+            hist: None,
+        }
+    }
+
+    /// Checks one payload received at `now_ns` (same clock as the stamp).
+    /// Returns false if it names no known sender.
+    #[inline]
+    pub fn record(&mut self, s: Stamp, now_ns: u64) -> bool {
+        let Some(last) = self.last_seq.get_mut(s.sender as usize) else {
+            self.note_other(b"payload from an unknown sender");
+            return false;
+        };
+        if s.seq == *last {
+            self.dups += 1;
+        } else if s.seq < *last {
+            self.misordered += 1;
+        } else {
+            *last = s.seq;
+        }
+        self.deliveries += 1;
+        let us = (now_ns.saturating_sub(s.sent_ns) / 1000).max(1);
+        self.hist
+            .get_or_insert_with(new_histogram)
+            .saturating_record(us);
+        true
+    }
+
+    /// Counts an unexpected line, keeping the first for the report.
+    pub fn note_other(&mut self, line: &[u8]) {
+        self.other += 1;
+        if self.first_other.is_none() {
+            let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
+            self.first_other = Some(text.into_owned());
+        }
+    }
+}
+
+/// Latency summary in microseconds.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Totals over all members.
+#[derive(Default, Debug)]
+pub struct Totals {
+    pub joined: usize,
+    pub lines: u64,
+    pub deliveries: u64,
+    pub dups: u64,
+    pub misordered: u64,
+    pub joins: u64,
+    pub leaves: u64,
+    pub reads: u64,
+    pub other: u64,
+    pub first_other: Option<String>,
+    pub disconnected: usize,
+    pub first_disconnect: Option<String>,
+    /// Per member, payloads received minus duplicates (for the loss check).
+    pub unique_per_member: Vec<u64>,
+    pub latency: Latency,
+}
+
+impl Totals {
+    /// Adds up the members' stats.
+    pub fn merge(members: Vec<MemberStats>) -> Totals {
+        let mut t = Totals::default();
+        let mut hist: Option<Histogram<u64>> = None;
+        for m in members {
+            t.unique_per_member.push(m.deliveries - m.dups);
+            if m.joined {
+                t.joined += 1;
+            }
+            t.lines += m.lines;
+            t.deliveries += m.deliveries;
+            t.dups += m.dups;
+            t.misordered += m.misordered;
+            t.joins += m.joins;
+            t.leaves += m.leaves;
+            t.reads += m.reads;
+            t.other += m.other;
+            if t.first_other.is_none() {
+                t.first_other = m.first_other;
+            }
+            if let Some(why) = m.closed_early {
+                t.disconnected += 1;
+                t.first_disconnect.get_or_insert(why);
+            }
+            if let Some(h) = m.hist {
+                match hist.as_mut() {
+                    Some(all) => all.add(&h).expect("same histogram bounds"),
+                    None => hist = Some(h),
+                }
+            }
+        }
+        if let Some(h) = hist {
+            t.latency = Latency {
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.50),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            };
+        }
+        t
+    }
+}
