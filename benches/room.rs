@@ -2,8 +2,8 @@
 //! an [`Outbox`] (1 MiB limit, no waker) that nothing writes to a socket.
 //!
 //! - `room/broadcast_1000`: one public line from a member to all 1,000
-//!   (sender included): encode once, then a refcounted clone pushed into each
-//!   outbox under the room's write lock. Reported per recipient
+//!   (sender included): encode once, then the line's bytes appended to each
+//!   outbox's buffer under the room's write lock. Reported per recipient
 //!   (`Throughput::Elements(1000)`); target (issue 4): <= 30 ns per recipient.
 //! - `room/whisper_1000`: one private line from a member to another, found by
 //!   name (case-folded key, hash lookup) under the read lock: 1 delivery.
@@ -12,8 +12,8 @@
 //!   join notice to all 1,001 members and the leave notice to the remaining
 //!   1,000: 2,002 deliveries, reported as elements. The newcomer's outbox is
 //!   made once, outside the measurement, and reused.
-//! - `room/take_1000`: the writer side, for scale: taking one queued line out
-//!   of each of 1,000 outboxes (`Outbox::take` into a reused `Vec`).
+//! - `room/take_1000`: the writer side, for scale: taking the buffer (one
+//!   queued line) out of each of 1,000 outboxes (`Outbox::take`).
 //!
 //! Outboxes must be emptied or they overflow (and the room would remove their
 //! members). The first three benches run in timed chunks of a few operations
@@ -26,7 +26,6 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chatcore::{ChatRoom, MemberId, Outbox};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -39,7 +38,6 @@ struct Fixture {
     room: ChatRoom,
     outboxes: Vec<Arc<Outbox>>,
     ids: Vec<MemberId>,
-    scratch: Vec<Bytes>,
 }
 
 impl Fixture {
@@ -57,7 +55,6 @@ impl Fixture {
             room,
             outboxes,
             ids,
-            scratch: Vec::new(),
         };
         fixture.drain();
         fixture
@@ -67,12 +64,15 @@ impl Fixture {
     fn drain(&mut self) -> usize {
         let mut lines = 0;
         for outbox in &self.outboxes {
-            outbox.take(&mut self.scratch);
-            lines += self.scratch.len();
-            self.scratch.clear();
+            lines += count_lines(&outbox.take().0);
         }
         lines
     }
+}
+
+/// How many lines a taken buffer holds.
+fn count_lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Runs `op` `iters` times in timed chunks of at most `chunk`, calling the
@@ -109,7 +109,6 @@ fn room(c: &mut Criterion) {
         assert_eq!(f.drain(), MEMBERS, "one line per member");
         let room = &f.room;
         let outboxes = &f.outboxes;
-        let scratch = &mut f.scratch;
         group.throughput(Throughput::Elements(MEMBERS as u64));
         group.bench_function("broadcast_1000", |b| {
             b.iter_custom(|iters| {
@@ -119,8 +118,7 @@ fn room(c: &mut Criterion) {
                     || room.broadcast(sender, black_box(TEXT)).expect("broadcast"),
                     || {
                         for outbox in outboxes {
-                            outbox.take(scratch);
-                            scratch.clear();
+                            drop(outbox.take());
                         }
                     },
                 )
@@ -138,7 +136,6 @@ fn room(c: &mut Criterion) {
         f.room.whisper(sender, &target_name, TEXT).expect("whisper");
         assert_eq!(f.drain(), 1, "one line to one member");
         let room = &f.room;
-        let scratch = &mut f.scratch;
         group.throughput(Throughput::Elements(1));
         group.bench_function("whisper_1000", |b| {
             b.iter_custom(|iters| {
@@ -150,8 +147,7 @@ fn room(c: &mut Criterion) {
                             .expect("whisper")
                     },
                     || {
-                        target.take(scratch);
-                        scratch.clear();
+                        drop(target.take());
                     },
                 )
             })
@@ -166,14 +162,15 @@ fn room(c: &mut Criterion) {
         let newcomer = Arc::new(Outbox::new(OUTBOX_LIMIT));
         let id = f.room.join("newcomer", newcomer.clone()).expect("join");
         assert!(f.room.leave(id));
-        newcomer.take(&mut f.scratch);
-        assert_eq!(f.scratch.len(), 2, "welcome and own join notice");
-        f.scratch.clear();
+        assert_eq!(
+            count_lines(&newcomer.take().0),
+            2,
+            "welcome and own join notice"
+        );
         assert_eq!(f.drain(), 2 * MEMBERS, "join and leave notices");
         let deliveries = 2 * MEMBERS as u64 + 2;
         let room = &f.room;
         let outboxes = &f.outboxes;
-        let scratch = &mut f.scratch;
         group.throughput(Throughput::Elements(deliveries));
         group.bench_function("join_leave_1000", |b| {
             b.iter_custom(|iters| {
@@ -187,11 +184,9 @@ fn room(c: &mut Criterion) {
                         assert!(room.leave(id));
                     },
                     || {
-                        newcomer.take(scratch);
-                        scratch.clear();
+                        drop(newcomer.take());
                         for outbox in outboxes {
-                            outbox.take(scratch);
-                            scratch.clear();
+                            drop(outbox.take());
                         }
                     },
                 )
@@ -202,11 +197,10 @@ fn room(c: &mut Criterion) {
 
     // The writer side: take one queued line from each of 1,000 outboxes.
     {
-        let mut f = Fixture::new();
+        let f = Fixture::new();
         let sender = f.ids[0];
         let room = &f.room;
         let outboxes = &f.outboxes;
-        let scratch = &mut f.scratch;
         group.throughput(Throughput::Elements(MEMBERS as u64));
         group.bench_function("take_1000", |b| {
             b.iter_custom(|iters| {
@@ -215,8 +209,7 @@ fn room(c: &mut Criterion) {
                     room.broadcast(sender, TEXT).expect("broadcast");
                     let start = Instant::now();
                     for outbox in outboxes {
-                        outbox.take(scratch);
-                        scratch.clear();
+                        drop(outbox.take());
                     }
                     total += start.elapsed();
                 }
