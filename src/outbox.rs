@@ -174,6 +174,13 @@ impl Outbox {
         self.state() == OutboxState::Open
     }
 
+    /// Bytes queued and not yet taken by the writer, and the state, read
+    /// together.
+    pub fn status(&self) -> (usize, OutboxState) {
+        let queue = self.queue.lock();
+        (queue.bytes.len(), queue.state)
+    }
+
     /// Bytes queued and not yet taken by the writer.
     pub fn pending_bytes(&self) -> usize {
         self.queue.lock().bytes.len()
