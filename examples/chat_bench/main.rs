@@ -31,15 +31,13 @@ use shared::{Phase, Shared};
 use stats::{MemberStats, Totals};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How often the orchestrator polls the live counters.
 const POLL: Duration = Duration::from_millis(5);
-/// How long members get to hand back their stats once told to stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a count may stand still before a wait for it gives up.
 const STALL: Duration = Duration::from_secs(3);
 /// Delay between the go signal and the first message, so every sender starts together.
@@ -129,16 +127,20 @@ async fn run(args: Args) -> Result<Report, String> {
     let loader_before = procfs::sample(None)?;
 
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let shared = Arc::new(Shared::new(args, phase_rx, stop_rx));
+    let shared = Arc::new(Shared::new(args, phase_rx));
     let args = &shared.args;
     let n = args.members;
 
     // Connect: every member joins, at most --connect-concurrency at a time.
     let connect_start = Instant::now();
     let connect_deadline = connect_start + secs(args.connect_timeout);
-    let handles: Vec<JoinHandle<MemberStats>> = (0..n)
-        .map(|i| tokio::spawn(member::run(shared.clone(), i, connect_deadline)))
+    let stats: Vec<Arc<Mutex<MemberStats>>> = (0..n)
+        .map(|_| Arc::new(Mutex::new(MemberStats::new(args.senders))))
+        .collect();
+    let handles: Vec<JoinHandle<()>> = stats
+        .iter()
+        .enumerate()
+        .map(|(i, st)| tokio::spawn(member::run(shared.clone(), i, connect_deadline, st.clone())))
         .collect();
     loop {
         let settled = shared.joined.load(Relaxed) + shared.failed.load(Relaxed);
@@ -162,7 +164,7 @@ async fn run(args: Args) -> Result<Report, String> {
         / 1e9;
     if joined == 0 {
         let _ = phase_tx.send(Phase::Abort);
-        let _ = stop_tx.send(true);
+        stop_members(handles).await;
         return Err(format!(
             "no member could join {}: {}",
             args.addr,
@@ -244,17 +246,12 @@ async fn run(args: Args) -> Result<Report, String> {
     };
     let loader_after = procfs::sample(None)?;
 
-    // Stop: every member hands back what it saw.
-    let _ = stop_tx.send(true);
-    let stop_deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
-    let mut members = Vec::with_capacity(n);
-    for h in handles {
-        match tokio::time::timeout_at(stop_deadline, h).await {
-            Ok(Ok(m)) => members.push(m),
-            Ok(Err(e)) => return Err(format!("a member task failed: {e}")),
-            Err(_) => return Err("members did not stop in time".into()),
-        }
-    }
+    // Stop: end every member task, then take what each saw.
+    stop_members(handles).await;
+    let members = stats
+        .iter()
+        .map(|m| std::mem::replace(&mut *stats::lock(m), MemberStats::new(0)))
+        .collect();
     let totals = Totals::merge(members);
     fill_deliveries(&mut report, &shared, totals);
 
@@ -273,6 +270,21 @@ async fn run(args: Args) -> Result<Report, String> {
         after: loader_after,
     };
     Ok(report)
+}
+
+/// Aborts the member tasks and waits until they are gone, so their stats
+/// are final. Their connections close as the tasks drop them.
+async fn stop_members(handles: Vec<JoinHandle<()>>) {
+    for h in &handles {
+        h.abort();
+    }
+    for h in handles {
+        if let Err(e) = h.await {
+            if e.is_panic() {
+                eprintln!("chat_bench: a member task panicked: {e}");
+            }
+        }
+    }
 }
 
 /// Fills the delivery figures and the loss check from the members' totals.

@@ -6,9 +6,9 @@ use crate::linebuf::LineBuf;
 use crate::proto::{self, Event};
 use crate::sender;
 use crate::shared::Shared;
-use crate::stats::MemberStats;
+use crate::stats::{self, lock, MemberStats};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -20,39 +20,43 @@ use tokio::sync::Mutex;
 /// which a chat server takes as leaving.
 pub type Writer = Arc<Mutex<OwnedWriteHalf>>;
 
-/// Runs member `idx` to the end and hands back what it saw.
-pub async fn run(shared: Arc<Shared>, idx: usize, connect_deadline: Instant) -> MemberStats {
-    let mut stats = MemberStats::new(shared.args.senders);
+/// Runs member `idx`: joins, then reads until the connection ends. The
+/// orchestrator aborts the task to stop it, so what the member saw lives in
+/// `stats`, locked once per read.
+pub async fn run(
+    shared: Arc<Shared>,
+    idx: usize,
+    connect_deadline: Instant,
+    stats: Arc<StdMutex<MemberStats>>,
+) {
     let joined = {
         let _permit = shared
             .connect_gate
             .acquire()
             .await
             .expect("gate never closed");
-        tokio::time::timeout_at(connect_deadline.into(), join(&shared, idx, &mut stats)).await
+        tokio::time::timeout_at(connect_deadline.into(), join(&shared, idx, &stats)).await
     };
     let (rd, wr, lb) = match joined {
         Ok(Ok(parts)) => parts,
         Ok(Err(why)) => {
             shared.note_failed(format!("member {idx}: {why}"));
-            return stats;
+            return;
         }
         Err(_) => {
             shared.note_failed(format!("member {idx}: timed out joining"));
-            return stats;
+            return;
         }
     };
-    stats.joined = true;
+    lock(&stats).joined = true;
     shared.note_joined();
     let wr: Writer = Arc::new(Mutex::new(wr));
     if idx < shared.args.senders {
         tokio::spawn(sender::run(shared.clone(), idx, wr.clone()));
     }
-    read_loop(&shared, idx, rd, &wr, lb, &mut stats).await;
-    if stats.closed_early.is_some() {
-        shared.live[idx].closed.store(true, Relaxed);
-    }
-    stats
+    let why = read_loop(&shared, idx, rd, &wr, lb, &stats).await;
+    lock(&stats).closed_early = Some(why);
+    shared.live[idx].closed.store(true, Relaxed);
 }
 
 /// Connects and completes the protocol's handshake. Returns the halves and
@@ -60,7 +64,7 @@ pub async fn run(shared: Arc<Shared>, idx: usize, connect_deadline: Instant) -> 
 async fn join(
     shared: &Shared,
     idx: usize,
-    stats: &mut MemberStats,
+    stats: &StdMutex<MemberStats>,
 ) -> Result<(OwnedReadHalf, OwnedWriteHalf, LineBuf), String> {
     let stream = TcpStream::connect(shared.args.addr)
         .await
@@ -95,7 +99,7 @@ async fn join(
     let mut greeted = false;
     loop {
         while let Some(line) = lb.next_line() {
-            stats.lines += 1;
+            lock(stats).lines += 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !greeted && line.starts_with(greeting) {
                 greeted = true;
@@ -154,16 +158,16 @@ impl Acks {
     }
 }
 
-/// Reads until the stop signal or the end of the connection, checking every
-/// payload and publishing live counts after each read.
+/// Reads until the connection ends, checking every payload and publishing
+/// live counts after each read. Returns why it ended.
 async fn read_loop(
     shared: &Shared,
     idx: usize,
     mut rd: OwnedReadHalf,
     wr: &Writer,
     mut lb: LineBuf,
-    stats: &mut MemberStats,
-) {
+    stats: &StdMutex<MemberStats>,
+) -> String {
     let proto = shared.args.proto;
     // Public mode acknowledges a sender's message when its own echo comes
     // back; private mode when the target receives it.
@@ -173,61 +177,52 @@ async fn read_loop(
         _ => None,
     };
     let mut acks = Acks::new(shared.args.senders);
-    let mut stop = shared.stop.clone();
     let live = &shared.live[idx];
-    let mut first = true;
+    // The handshake may have left lines in the buffer: handle them first.
+    let mut read = false;
     loop {
-        if !first {
-            if *stop.borrow() {
-                return;
-            }
-            let r = tokio::select! {
-                biased;
-                r = lb.fill(&mut rd) => r,
-                _ = stop.changed() => return,
-            };
-            match r {
-                Ok(0) => {
-                    stats.closed_early = Some("server closed the connection".into());
-                    return;
-                }
+        if read {
+            match lb.fill(&mut rd).await {
+                Ok(0) => return "server closed the connection".into(),
                 Ok(_) => {}
-                Err(e) => {
-                    stats.closed_early = Some(format!("read: {e}"));
-                    return;
-                }
+                Err(e) => return format!("read: {e}"),
             }
         }
-        first = false;
-        stats.reads += 1;
+        read = true;
         let now_ns = shared.now_ns();
         let mut pongs = 0;
-        while let Some(line) = lb.next_line() {
-            stats.lines += 1;
-            match proto::classify(proto, line) {
-                Event::Data(s) => {
-                    if stats.record(s, now_ns) {
-                        match ack_mode {
-                            Some(true) => acks.add(s.sender as usize),
-                            Some(false) if s.sender as usize == idx => acks.add(idx),
-                            _ => {}
+        {
+            let mut guard = lock(stats);
+            let st = &mut *guard;
+            st.reads += 1;
+            stats::with_latencies(|hist| {
+                while let Some(line) = lb.next_line() {
+                    st.lines += 1;
+                    match proto::classify(proto, line) {
+                        Event::Data(s) => {
+                            if st.record(s, now_ns, hist) {
+                                match ack_mode {
+                                    Some(true) => acks.add(s.sender as usize),
+                                    Some(false) if s.sender as usize == idx => acks.add(idx),
+                                    _ => {}
+                                }
+                            }
                         }
+                        Event::Join => st.joins += 1,
+                        Event::Leave => st.leaves += 1,
+                        Event::Ping => pongs += 1,
+                        Event::Frame | Event::Pong => {}
+                        Event::Other => st.note_other(line),
                     }
                 }
-                Event::Join => stats.joins += 1,
-                Event::Leave => stats.leaves += 1,
-                Event::Ping => pongs += 1,
-                Event::Frame | Event::Pong => {}
-                Event::Other => stats.note_other(line),
-            }
+            });
+            live.deliveries.store(st.deliveries, Relaxed);
+            live.joins.store(st.joins, Relaxed);
         }
-        live.deliveries.store(stats.deliveries, Relaxed);
-        live.joins.store(stats.joins, Relaxed);
         acks.flush(shared);
         for _ in 0..pongs {
             if let Err(e) = wr.lock().await.write_all(b"PONG\r\n").await {
-                stats.closed_early = Some(format!("write: {e}"));
-                return;
+                return format!("write: {e}");
             }
         }
     }

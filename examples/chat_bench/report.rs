@@ -295,6 +295,7 @@ impl Report {
         j.num("join_lines", self.join_lines as f64);
         j.num("settle_secs", self.settle_secs);
         j.num("join_lines_per_sec", self.join_lines_per_sec());
+        j.num("join_lines_missing", self.join_lines_missing() as f64);
         j.num("sent", self.sent as f64);
         j.num("deliveries", self.deliveries as f64);
         j.num("expected", self.expected as f64);

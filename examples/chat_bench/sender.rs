@@ -52,6 +52,12 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
     let mut enc = Encoder::new(args.proto, args.size, &args.name_prefix);
     let mut out = Vec::with_capacity(args.window.max(64) * (args.size + 64));
     let mut seq = 0u64;
+    // Paced senders are spread evenly over one period, so that S senders at
+    // R msg/s send one message every 1/(S*R) s rather than S at once.
+    let start = match args.rate {
+        Some(rate) => start + Duration::from_secs_f64(idx as f64 / (args.senders as f64 * rate)),
+        None => start,
+    };
     sleep_until(start.into()).await;
     loop {
         let n = match args.rate {

@@ -53,11 +53,10 @@ pub struct Shared {
     pub progress: Notify,
     pub first_error: Mutex<Option<String>>,
     pub phase: watch::Receiver<Phase>,
-    pub stop: watch::Receiver<bool>,
 }
 
 impl Shared {
-    pub fn new(args: Args, phase: watch::Receiver<Phase>, stop: watch::Receiver<bool>) -> Self {
+    pub fn new(args: Args, phase: watch::Receiver<Phase>) -> Self {
         let window = if args.flat_out() { args.window } else { 0 };
         Shared {
             t0: Instant::now(),
@@ -76,7 +75,6 @@ impl Shared {
             progress: Notify::new(),
             first_error: Mutex::new(None),
             phase,
-            stop,
             args,
         }
     }

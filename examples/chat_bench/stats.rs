@@ -2,13 +2,48 @@
 
 use crate::proto::Stamp;
 use hdrhistogram::Histogram;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Latencies are recorded in microseconds, 2 significant figures, up to an hour.
+/// Latencies are recorded in microseconds, 3 significant figures, up to an hour.
 const LAT_MAX_US: u64 = 3_600_000_000;
-const LAT_SIGFIG: u8 = 2;
+const LAT_SIGFIG: u8 = 3;
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LAT_MAX_US, LAT_SIGFIG).expect("valid histogram bounds")
+type Shared<T> = Arc<Mutex<T>>;
+
+/// Every thread's latency histogram, merged at the end of the run.
+static HISTOGRAMS: Mutex<Vec<Shared<Histogram<u64>>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Latencies are recorded per thread, not per member: a thousand
+    /// per-member histograms would miss the cache on every delivery.
+    static LOCAL: Shared<Histogram<u64>> = {
+        let h = Arc::new(Mutex::new(
+            Histogram::new_with_bounds(1, LAT_MAX_US, LAT_SIGFIG).expect("valid histogram bounds"),
+        ));
+        lock(&HISTOGRAMS).push(h.clone());
+        h
+    };
+}
+
+/// Locks a mutex, even one poisoned by a panicking thread (counters stay usable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` with this thread's latency histogram.
+pub fn with_latencies<R>(f: impl FnOnce(&mut Histogram<u64>) -> R) -> R {
+    LOCAL.with(|h| f(&mut lock(h)))
+}
+
+/// All threads' latencies together.
+fn merged_latencies() -> Option<Histogram<u64>> {
+    let all = lock(&HISTOGRAMS);
+    let mut it = all.iter();
+    let mut total = lock(it.next()?).clone();
+    for h in it {
+        total.add(&*lock(h)).expect("same histogram bounds");
+    }
+    Some(total)
 }
 
 /// What one member received, checked delivery by delivery. Owned by the
@@ -38,8 +73,6 @@ pub struct MemberStats {
     pub closed_early: Option<String>,
     /// Highest sequence number seen per sender (0 = none yet).
     last_seq: Vec<u64>,
-    /// Latency of every payload, allocated on the first one.
-    hist: Option<Histogram<u64>>,
 }
 
 impl MemberStats {
@@ -57,14 +90,14 @@ impl MemberStats {
             first_other: None,
             closed_early: None,
             last_seq: vec![0; senders],
-            hist: None,
         }
     }
 
-    /// Checks one payload received at `now_ns` (same clock as the stamp).
-    /// Returns false if it names no known sender.
+    /// Checks one payload received at `now_ns` (same clock as the stamp)
+    /// and records its latency in `hist`. Returns false if it names no
+    /// known sender.
     #[inline]
-    pub fn record(&mut self, s: Stamp, now_ns: u64) -> bool {
+    pub fn record(&mut self, s: Stamp, now_ns: u64, hist: &mut Histogram<u64>) -> bool {
         let Some(last) = self.last_seq.get_mut(s.sender as usize) else {
             self.note_other(b"payload from an unknown sender");
             return false;
@@ -78,9 +111,7 @@ impl MemberStats {
         }
         self.deliveries += 1;
         let us = (now_ns.saturating_sub(s.sent_ns) / 1000).max(1);
-        self.hist
-            .get_or_insert_with(new_histogram)
-            .saturating_record(us);
+        hist.saturating_record(us);
         true
     }
 
@@ -124,10 +155,9 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Adds up the members' stats.
+    /// Adds up the members' stats and every thread's latencies.
     pub fn merge(members: Vec<MemberStats>) -> Totals {
         let mut t = Totals::default();
-        let mut hist: Option<Histogram<u64>> = None;
         for m in members {
             t.unique_per_member.push(m.deliveries - m.dups);
             if m.joined {
@@ -148,14 +178,8 @@ impl Totals {
                 t.disconnected += 1;
                 t.first_disconnect.get_or_insert(why);
             }
-            if let Some(h) = m.hist {
-                match hist.as_mut() {
-                    Some(all) => all.add(&h).expect("same histogram bounds"),
-                    None => hist = Some(h),
-                }
-            }
         }
-        if let Some(h) = hist {
+        if let Some(h) = merged_latencies().filter(|h| !h.is_empty()) {
             t.latency = Latency {
                 count: h.len(),
                 p50_us: h.value_at_quantile(0.50),

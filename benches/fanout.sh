@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: chatcore's release tcp_server side by side with nats-server.
+#
+# Runs the scenarios of the performance issue with examples/chat_bench against
+# a fresh server for every run (loopback only), then prints one table: each
+# figure for both servers and their ratio (chatcore / nats). Stops only the
+# servers it started.
+#
+#   benches/fanout.sh                 # every scenario, one run each
+#   RUNS=3 benches/fanout.sh          # median of three runs (for the README)
+#   SCENARIOS="A D" benches/fanout.sh
+#
+# Environment:
+#   RUNS=1             runs per scenario and server; the table shows medians
+#                      (lost/dup/misordered/disconnected: the worst run)
+#   SCENARIOS="A B C D"
+#   DURATION=10        seconds of sending in A, B and C (D holds for 5 s)
+#   CHAT_SERVER_ARGS=  extra tcp_server flags, e.g. "--io threads"
+#   BENCH_ARGS=        extra chat_bench flags, e.g. "--threads 1"
+#   NATS=1             0 skips nats-server (also skipped if it is not installed:
+#                      apt-get install nats-server)
+#   OUT=target/fanout  where the raw JSON lines and server logs go
+#
+# Scenarios (2 cores, loader on the same machine):
+#   A  100 members, 10 senders flat out (window 128), public
+#   B  1000 members, 10 senders x 100 msg/s, public (1M deliveries/s)
+#   C  1000 members, 100 senders flat out (window 128), private
+#   D  10,000 members, idle (every join announced to all: ~50M join lines)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-1}
+SCENARIOS=${SCENARIOS:-"A B C D"}
+DURATION=${DURATION:-10}
+CHAT_SERVER_ARGS=${CHAT_SERVER_ARGS:-}
+BENCH_ARGS=${BENCH_ARGS:-}
+NATS=${NATS:-1}
+OUT=${OUT:-target/fanout}
+# Hard bound on one chat_bench run, whatever its own phase timeouts say.
+RUN_TIMEOUT=${RUN_TIMEOUT:-400}
+
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVER_PID=""
+SERVER_PORT=""
+
+stop_server() {
+  if [[ -n "$SERVER_PID" ]]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+# Waits up to 10 s for a "host:port" at the end of a line matching $2 in file $1.
+wait_port() {
+  local file=$1 pattern=$2 line
+  for _ in $(seq 200); do
+    line=$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)
+    if [[ -n "$line" ]]; then
+      SERVER_PORT=${line##*:}
+      SERVER_PORT=${SERVER_PORT//[^0-9]/}
+      return 0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+start_server() { # $1 = chat|nats, $2 = log prefix
+  local log="$OUT/$2"
+  case $1 in
+    chat)
+      # shellcheck disable=SC2086
+      target/release/examples/tcp_server --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+        >"$log.out" 2>"$log.err" &
+      SERVER_PID=$!
+      wait_port "$log.out" '^Server listening on '
+      ;;
+    nats)
+      nats-server -a 127.0.0.1 -p -1 >"$log.out" 2>&1 &
+      SERVER_PID=$!
+      wait_port "$log.out" 'Listening for client connections on '
+      ;;
+  esac
+}
+
+scenario_args() {
+  case $1 in
+    A) echo "--mode public --members 100 --senders 10 --window 128 --duration $DURATION" ;;
+    B) echo "--mode public --members 1000 --senders 10 --rate 100 --duration $DURATION" ;;
+    C) echo "--mode private --members 1000 --senders 100 --window 128 --duration $DURATION" ;;
+    D) echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120" ;;
+    *) echo "unknown scenario $1" >&2; exit 2 ;;
+  esac
+}
+
+echo "== building the release tcp_server and chat_bench"
+cargo build --release --example tcp_server --example chat_bench
+
+SERVERS="chat"
+if [[ "$NATS" == 1 ]]; then
+  if command -v nats-server >/dev/null 2>&1; then
+    SERVERS="chat nats"
+  else
+    echo "nats-server not found (apt-get install nats-server): chatcore only" >&2
+  fi
+fi
+
+# One JSON line per run, in $OUT/<scenario>.<server>.<run>.json.
+for sc in $SCENARIOS; do
+  for srv in $SERVERS; do
+    for run in $(seq "$RUNS"); do
+      tag="$sc.$srv.$run"
+      rm -f "$OUT/$tag.json"
+      if ! start_server "$srv" "$tag.server"; then
+        echo "!! $tag: the $srv server did not start (see $OUT/$tag.server.*)" >&2
+        stop_server
+        continue
+      fi
+      args="--addr 127.0.0.1:$SERVER_PORT --proto $srv $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
+      echo "== $tag: chat_bench $args"
+      # shellcheck disable=SC2086
+      timeout -k 5 "$RUN_TIMEOUT" target/release/examples/chat_bench $args \
+        >"$OUT/$tag.json" 2>"$OUT/$tag.err" && rc=0 || rc=$?
+      case $rc in
+        0) ;;
+        1) echo "   checks failed (see the table)" ;;
+        *) echo "!! $tag: chat_bench exited with $rc: $(head -c 300 "$OUT/$tag.err")" ;;
+      esac
+      stop_server
+    done
+  done
+done
+
+# --- the table --------------------------------------------------------------
+
+# field FILE KEY: a number from a chat_bench JSON line ("" if absent or null).
+field() {
+  [[ -s "$1" ]] || return 0
+  sed -n "s/.*\"$2\":\\(-\\{0,1\\}[0-9][0-9.e+-]*\\).*/\\1/p" "$1" | head -n1
+}
+
+# agg SCENARIO SERVER KEY median|max: the figure over the runs.
+agg() {
+  local vals=() v f
+  for f in "$OUT/$1.$2".*.json; do
+    [[ -e "$f" ]] || continue
+    v=$(field "$f" "$3")
+    [[ -n "$v" ]] && vals+=("$v")
+  done
+  ((${#vals[@]})) || { echo ""; return; }
+  printf '%s\n' "${vals[@]}" | sort -g | awk -v how="$4" '
+    { a[NR] = $1 }
+    END {
+      if (how == "max") v = a[NR];
+      else if (NR % 2) v = a[(NR + 1) / 2];
+      else v = (a[NR / 2] + a[NR / 2 + 1]) / 2;
+      print v
+    }'
+}
+
+fmt() { # number, decimals
+  [[ -n "$1" ]] && awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }' || printf -- "-"
+}
+
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", a / b }'
+}
+
+row() { # label scenario key how decimals target
+  local c n
+  c=$(agg "$2" chat "$3" "$4")
+  n=$(agg "$2" nats "$3" "$4")
+  printf '%-3s %-26s %16s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$6"
+}
+
+echo
+echo "== fan-out: chatcore tcp_server vs nats-server (median of $RUNS run(s); loss figures: worst run)"
+printf '%-3s %-26s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
+for sc in $SCENARIOS; do
+  case $sc in
+    A)
+      row "deliveries/s" A deliveries_per_sec median 0 ">= 1.5x nats"
+      row "latency p99 ms" A p99_ms median 1 ""
+      row "lost" A lost max 0 "0"
+      row "server cpu s (run)" A server_cpu_run_secs median 2 ""
+      ;;
+    B)
+      row "deliveries/s" B deliveries_per_sec median 0 "~1M"
+      row "latency p50 ms" B p50_ms median 2 ""
+      row "latency p99 ms" B p99_ms median 2 "<= 25"
+      row "lost" B lost max 0 "0"
+      row "server cpu s (run)" B server_cpu_run_secs median 2 ""
+      ;;
+    C)
+      row "messages/s" C messages_per_sec median 0 ">= 1.5x nats"
+      row "latency p99 ms" C p99_ms median 1 ""
+      row "lost" C lost max 0 "0"
+      row "server cpu s (run)" C server_cpu_run_secs median 2 ""
+      ;;
+    D)
+      row "joined" D joined median 0 "10000"
+      row "joins/s" D joins_per_sec median 0 ">= 1000"
+      row "join lines/s" D join_lines_per_sec median 0 ""
+      row "join lines missing" D join_lines_missing max 0 "0"
+      row "server RSS B/member" D server_rss_per_member_bytes median 0 "<= 4096"
+      row "server cpu s (connect)" D server_cpu_connect_secs median 2 ""
+      ;;
+  esac
+  for key in dups misordered disconnected; do
+    c=$(agg "$sc" chat "$key" max)
+    n=$(agg "$sc" nats "$key" max)
+    if [[ "${c:-0}" != 0 || "${n:-0}" != 0 ]]; then
+      row "$key" "$sc" "$key" max 0 "0"
+    fi
+  done
+done
+echo
+echo "raw results: $OUT/<scenario>.<server>.<run>.json"
