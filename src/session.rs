@@ -96,6 +96,7 @@ impl Session {
             };
             self.handle_frame(frame);
         }
+        self.codec.consume(buf);
         if self.is_closed() {
             buf.clear();
         }
@@ -138,11 +139,11 @@ impl Session {
         self.state = SessionState::Closed;
     }
 
-    fn handle_frame(&mut self, frame: Frame) {
+    fn handle_frame(&mut self, frame: Frame<'_>) {
         match frame {
             Frame::Line(line) => match self.state {
-                SessionState::Handshake => self.handle_name(&line),
-                SessionState::Joined(id) => self.handle_command(id, &line),
+                SessionState::Handshake => self.handle_name(line),
+                SessionState::Joined(id) => self.handle_command(id, line),
                 SessionState::Closed => {}
             },
             Frame::TooLong => self.refuse(Reply::LineTooLong(self.codec.max_line())),

@@ -11,12 +11,13 @@ use bytes::{Buf, BytesMut};
 /// The default maximum length of a client line, in bytes, without its `\n`.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 
-/// One unit decoded from a client's byte stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+/// One unit decoded from a client's byte stream, borrowed from the read
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
     /// A complete line: valid UTF-8, without its `\n` (nor a `\r` right
     /// before it), at most the codec's maximum length.
-    Line(String),
+    Line(&'a str),
     /// A line longer than the maximum was seen. It is reported once, as soon
     /// as it is detected, and then discarded up to its `\n`.
     TooLong,
@@ -25,6 +26,12 @@ pub enum Frame {
 }
 
 /// Frames a byte stream into lines with a hard maximum length.
+///
+/// Decoding is two steps, so that lines are handed out without copying:
+/// [`LineCodec::decode`] returns frames that borrow from the read buffer,
+/// each call going on from where the last one stopped; when it returns
+/// `None` ("need more bytes"), [`LineCodec::consume`] drops the decoded bytes
+/// from the buffer. Append what the next read brings, and repeat.
 ///
 /// The buffer never needs to hold more than `max_line + 2` bytes of an
 /// unfinished line: once a line is known to be too long, the codec reports
@@ -37,15 +44,19 @@ pub enum Frame {
 ///
 /// let mut codec = LineCodec::new(8);
 /// let mut buf = BytesMut::from(&b"hi\r\nthis is too long\nok\npartial"[..]);
-/// assert_eq!(codec.decode(&mut buf), Some(Frame::Line("hi".into())));
-/// assert_eq!(codec.decode(&mut buf), Some(Frame::TooLong));
-/// assert_eq!(codec.decode(&mut buf), Some(Frame::Line("ok".into())));
-/// assert_eq!(codec.decode(&mut buf), None); // "partial" waits for its `\n`
+/// assert_eq!(codec.decode(&buf), Some(Frame::Line("hi")));
+/// assert_eq!(codec.decode(&buf), Some(Frame::TooLong));
+/// assert_eq!(codec.decode(&buf), Some(Frame::Line("ok")));
+/// assert_eq!(codec.decode(&buf), None); // "partial" waits for its `\n`
+/// codec.consume(&mut buf);
+/// assert_eq!(&buf[..], b"partial");
 /// ```
 #[derive(Debug, Clone)]
 pub struct LineCodec {
     max_line: usize,
-    /// How far the buffer has already been searched for `\n`.
+    /// Bytes at the start of the buffer already decoded (or discarded).
+    consumed: usize,
+    /// How far past `consumed` the buffer has been searched for `\n`.
     scanned: usize,
     /// Discarding the rest of an over-long line, up to its `\n`.
     discarding: bool,
@@ -57,6 +68,7 @@ impl LineCodec {
     pub fn new(max_line: usize) -> Self {
         LineCodec {
             max_line,
+            consumed: 0,
             scanned: 0,
             discarding: false,
         }
@@ -67,39 +79,39 @@ impl LineCodec {
         self.max_line
     }
 
-    /// Decodes the next frame from `buf`, consuming its bytes.
-    ///
-    /// Returns `None` when `buf` holds no complete frame yet; bytes of an
-    /// unfinished line stay in `buf` (or, for an over-long one, are dropped).
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+    /// Decodes the next frame from `buf`, going on from where the previous
+    /// call stopped. Returns `None` when `buf` holds no further complete
+    /// frame. `buf` must only grow at its end between calls, until
+    /// [`LineCodec::consume`] is called.
+    pub fn decode<'b>(&mut self, buf: &'b [u8]) -> Option<Frame<'b>> {
         loop {
-            match find_newline(&buf[self.scanned..]) {
+            let start = self.consumed;
+            let searched = start + self.scanned;
+            match find_newline(buf.get(searched..).unwrap_or_default()) {
                 Some(offset) => {
-                    let end = self.scanned + offset;
+                    let end = searched + offset;
+                    self.consumed = end + 1;
                     self.scanned = 0;
                     if self.discarding {
                         self.discarding = false;
-                        buf.advance(end + 1);
                         continue;
                     }
-                    let frame = self.frame(&buf[..end]);
-                    buf.advance(end + 1);
-                    return Some(frame);
+                    return Some(self.frame(&buf[start..end]));
                 }
                 None if self.discarding => {
-                    buf.clear();
+                    self.consumed = buf.len();
                     self.scanned = 0;
                     return None;
                 }
                 None => {
                     // The longest unfinished line that may still turn out valid
                     // is `max_line` bytes plus a `\r` that a `\n` may follow.
-                    let len = buf.len();
+                    let len = buf.len().saturating_sub(start);
                     let too_long = len > self.max_line + 1
-                        || (len == self.max_line + 1 && buf[len - 1] != b'\r');
+                        || (len == self.max_line + 1 && buf.last() != Some(&b'\r'));
                     if too_long {
                         self.discarding = true;
-                        buf.clear();
+                        self.consumed = buf.len();
                         self.scanned = 0;
                         return Some(Frame::TooLong);
                     }
@@ -110,14 +122,20 @@ impl LineCodec {
         }
     }
 
+    /// Drops the bytes decoded so far from the front of `buf`.
+    pub fn consume(&mut self, buf: &mut BytesMut) {
+        buf.advance(self.consumed.min(buf.len()));
+        self.consumed = 0;
+    }
+
     /// Turns the bytes of one complete line (without its `\n`) into a frame.
-    fn frame(&self, line: &[u8]) -> Frame {
+    fn frame<'b>(&self, line: &'b [u8]) -> Frame<'b> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > self.max_line {
             return Frame::TooLong;
         }
         match std::str::from_utf8(line) {
-            Ok(text) => Frame::Line(text.to_owned()),
+            Ok(text) => Frame::Line(text),
             Err(_) => Frame::InvalidUtf8,
         }
     }
@@ -130,19 +148,35 @@ impl Default for LineCodec {
 }
 
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn decode_all(codec: &mut LineCodec, buf: &mut BytesMut) -> Vec<Frame> {
-        std::iter::from_fn(|| codec.decode(buf)).collect()
+    /// Owned frames, for comparing across reads.
+    #[derive(Debug, PartialEq)]
+    enum Owned {
+        Line(String),
+        TooLong,
+        InvalidUtf8,
     }
 
-    fn line(text: &str) -> Frame {
-        Frame::Line(text.to_owned())
+    fn decode_all(codec: &mut LineCodec, buf: &mut BytesMut) -> Vec<Owned> {
+        let frames = std::iter::from_fn(|| codec.decode(buf))
+            .map(|frame| match frame {
+                Frame::Line(text) => Owned::Line(text.to_owned()),
+                Frame::TooLong => Owned::TooLong,
+                Frame::InvalidUtf8 => Owned::InvalidUtf8,
+            })
+            .collect();
+        codec.consume(buf);
+        frames
+    }
+
+    fn line(text: &str) -> Owned {
+        Owned::Line(text.to_owned())
     }
 
     #[test]
@@ -184,7 +218,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"abcd\nabcd\r\nabcde\n"[..]);
         assert_eq!(
             decode_all(&mut codec, &mut buf),
-            [line("abcd"), line("abcd"), Frame::TooLong]
+            [line("abcd"), line("abcd"), Owned::TooLong]
         );
     }
 
@@ -192,7 +226,7 @@ mod tests {
     fn decode_max_length_reports_once_and_discards_up_to_newline() {
         let mut codec = LineCodec::new(4);
         let mut buf = BytesMut::from(&b"abcdefgh"[..]);
-        assert_eq!(decode_all(&mut codec, &mut buf), [Frame::TooLong]);
+        assert_eq!(decode_all(&mut codec, &mut buf), [Owned::TooLong]);
         assert!(buf.is_empty(), "discarded bytes are not buffered");
         buf.extend_from_slice(b"ijklmnop");
         assert_eq!(decode_all(&mut codec, &mut buf), []);
@@ -209,7 +243,7 @@ mod tests {
         assert_eq!(decode_all(&mut codec, &mut buf), [line("abcd")]);
 
         let mut buf = BytesMut::from(&b"abcd\rx"[..]);
-        assert_eq!(decode_all(&mut codec, &mut buf), [Frame::TooLong]);
+        assert_eq!(decode_all(&mut codec, &mut buf), [Owned::TooLong]);
     }
 
     #[test]
@@ -220,9 +254,9 @@ mod tests {
             decode_all(&mut codec, &mut buf),
             [
                 line("a"),
-                Frame::TooLong,
+                Owned::TooLong,
                 line("b"),
-                Frame::TooLong,
+                Owned::TooLong,
                 line("c")
             ]
         );
@@ -240,7 +274,7 @@ mod tests {
         }
         buf.extend_from_slice(b"\nhi\n");
         frames.extend(decode_all(&mut codec, &mut buf));
-        assert_eq!(frames, [Frame::TooLong, line("hi")]);
+        assert_eq!(frames, [Owned::TooLong, line("hi")]);
     }
 
     #[test]
@@ -250,9 +284,9 @@ mod tests {
         assert_eq!(
             decode_all(&mut codec, &mut buf),
             [
-                Frame::InvalidUtf8,
+                Owned::InvalidUtf8,
                 line("ok"),
-                Frame::InvalidUtf8,
+                Owned::InvalidUtf8,
                 line("ñ")
             ]
         );
@@ -264,7 +298,7 @@ mod tests {
         let mut buf = BytesMut::from("ñn\nññ\n".as_bytes());
         assert_eq!(
             decode_all(&mut codec, &mut buf),
-            [line("ñn"), Frame::TooLong]
+            [line("ñn"), Owned::TooLong]
         );
     }
 }
