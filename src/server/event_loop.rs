@@ -30,6 +30,7 @@ use crate::session::{Session, SessionState};
 
 use super::config::ServerConfig;
 use super::connections::{Connections, Refusal, Slot};
+use super::LINGER;
 
 /// The token of each loop's waker.
 const WAKE: Token = Token(usize::MAX);
@@ -38,8 +39,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads from one connection per turn, so that a flood cannot starve the
 /// others; a connection with more to read is revisited next turn.
 const MAX_READS_PER_TURN: usize = 4;
-/// How long a closing connection waits for the client to close its side.
-const LINGER: Duration = Duration::from_secs(1);
 /// Events taken from epoll per turn.
 const EVENTS_PER_TURN: usize = 1024;
 /// A connection's outbox is written at most once per interval when it only

@@ -23,6 +23,10 @@ use event_loop::LoopHandle;
 /// How long the accept loop pauses when the process is out of file
 /// descriptors (or memory) before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a closing connection waits, after its last line, for the client
+/// to close its side: closing with unread input would reset the connection
+/// and could destroy lines the client has not read yet.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for aborted connections to go, past the grace.
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 

@@ -24,6 +24,7 @@ use crate::transport::{is_timeout, Connection, ReadHalf, WriteHalf};
 
 use super::config::ServerConfig;
 use super::connections::{Connections, Refusal};
+use super::LINGER;
 
 /// Stack size of connection threads: sessions need little.
 const STACK_SIZE: usize = 128 * 1024;
@@ -31,8 +32,6 @@ const STACK_SIZE: usize = 128 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// How often a blocked write looks whether its outbox was aborted.
 const WRITE_TICK: Duration = Duration::from_millis(250);
-/// How long a closing connection waits for the client to close its side.
-const LINGER: Duration = Duration::from_secs(1);
 /// At most this many threads saying `Server is full.` at once; past it, the
 /// line is written without lingering.
 const MAX_REFUSERS: usize = 64;
