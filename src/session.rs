@@ -89,13 +89,32 @@ impl Session {
     /// Handles every complete line in `buf` (consuming it; an unfinished
     /// line stays). Returns the state afterwards: once `Closed`, the driver
     /// reads no more.
+    ///
+    /// Consecutive public lines go to the room together, as one event (see
+    /// [`ChatRoom::broadcast_all`]); any other line first sends them.
     pub fn receive(&mut self, buf: &mut BytesMut) -> SessionState {
+        let mut said = Said::default();
         while !self.check_outbox() {
             let Some(frame) = self.codec.decode(buf) else {
                 break;
             };
-            self.handle_frame(frame);
+            match frame {
+                Frame::Line(line) => match self.state {
+                    SessionState::Joined(id) => self.handle_line(id, line, &mut said),
+                    SessionState::Handshake => self.handle_name(line),
+                    SessionState::Closed => {}
+                },
+                Frame::TooLong => {
+                    self.say(&mut said);
+                    self.refuse(Reply::LineTooLong(self.codec.max_line()));
+                }
+                Frame::InvalidUtf8 => {
+                    self.say(&mut said);
+                    self.refuse(Reply::InvalidUtf8);
+                }
+            }
         }
+        self.say(&mut said);
         self.codec.consume(buf);
         if self.is_closed() {
             buf.clear();
@@ -139,15 +158,22 @@ impl Session {
         self.state = SessionState::Closed;
     }
 
-    fn handle_frame(&mut self, frame: Frame<'_>) {
-        match frame {
-            Frame::Line(line) => match self.state {
-                SessionState::Handshake => self.handle_name(line),
-                SessionState::Joined(id) => self.handle_command(id, line),
-                SessionState::Closed => {}
-            },
-            Frame::TooLong => self.refuse(Reply::LineTooLong(self.codec.max_line())),
-            Frame::InvalidUtf8 => self.refuse(Reply::InvalidUtf8),
+    /// Handles a member's line: public text joins the batch in `said`;
+    /// anything else first sends the batch.
+    fn handle_line<'b>(&mut self, id: MemberId, line: &'b str, said: &mut Said<'b>) {
+        if is_blank(line) {
+            return;
+        }
+        match Command::parse(line) {
+            Command::Say(text) => {
+                if said.add(text) {
+                    self.say(said);
+                }
+            }
+            command => {
+                self.say(said);
+                self.handle_command(id, command);
+            }
         }
     }
 
@@ -185,11 +211,23 @@ impl Session {
         }
     }
 
-    fn handle_command(&mut self, id: MemberId, line: &str) {
-        if is_blank(line) {
+    /// Sends the public lines gathered so far, if any.
+    fn say(&mut self, said: &mut Said<'_>) {
+        let SessionState::Joined(id) = self.state else {
+            said.clear();
+            return;
+        };
+        if said.texts.is_empty() {
             return;
         }
-        let result = match Command::parse(line) {
+        let result = self.room.broadcast_all(id, &said.texts);
+        said.clear();
+        self.settle(result);
+    }
+
+    /// Runs a member's command other than public text.
+    fn handle_command(&mut self, id: MemberId, command: Command<'_>) {
+        let result = match command {
             Command::Say(text) => self.room.broadcast(id, text),
             Command::Whisper { target, text } => self.room.whisper(id, target, text),
             Command::WhisperUsage => {
@@ -210,6 +248,11 @@ impl Session {
                 Ok(())
             }
         };
+        self.settle(result);
+    }
+
+    /// Answers what a room operation said.
+    fn settle(&mut self, result: Result<(), RoomError>) {
         match result {
             Ok(()) => {}
             Err(RoomError::UserNotFound(target)) => {
@@ -226,6 +269,31 @@ impl Session {
             log::info!("connection dropped: its outbox overflowed");
             self.end();
         }
+    }
+}
+
+/// Public lines read together, waiting to go to the room as one event.
+#[derive(Default)]
+struct Said<'a> {
+    texts: Vec<&'a str>,
+    bytes: usize,
+}
+
+impl<'a> Said<'a> {
+    /// At most this many bytes of text go to the room in one event, so that
+    /// one sender's burst holds the room's lock only briefly.
+    const MAX_BYTES: usize = 16 * 1024;
+
+    /// Adds a line; returns whether the batch is full and should be sent.
+    fn add(&mut self, text: &'a str) -> bool {
+        self.texts.push(text);
+        self.bytes += text.len();
+        self.bytes >= Self::MAX_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.texts.clear();
+        self.bytes = 0;
     }
 }
 
@@ -341,6 +409,52 @@ mod tests {
         assert_eq!(bob.lines(), ["priv(ana): hi  there"]);
         bob.send(b"\\o/\r\n");
         assert_eq!(ana.lines(), ["bob: \\o/"]);
+    }
+
+    #[test]
+    fn lines_read_together_keep_their_order_around_commands() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::joined(&room, "ana");
+        let bob = Client::joined(&room, "bob");
+        ana.lines();
+        bob.lines();
+        ana.send(b"one\ntwo\n\\w bob psst\nthree\n\\help\n  \nfour\n");
+        assert_eq!(
+            bob.lines(),
+            [
+                "ana: one",
+                "ana: two",
+                "priv(ana): psst",
+                "ana: three",
+                "ana: four"
+            ]
+        );
+        assert_eq!(
+            ana.lines(),
+            [
+                "ana: one",
+                "ana: two",
+                "ana: three",
+                "Commands: \\w <name> <message>, \\list, \\help, QUIT",
+                "ana: four"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_burst_goes_out_in_several_events_in_order() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::with_limits(&room, 4096, 4 << 20);
+        ana.send(b"ana\n");
+        ana.lines();
+        let text = "x".repeat(1000);
+        let burst: String = (0..100).map(|i| format!("{i} {text}\n")).collect();
+        ana.send(burst.as_bytes());
+        let got = ana.lines();
+        assert_eq!(got.len(), 100);
+        for (i, line) in got.iter().enumerate() {
+            assert_eq!(*line, format!("ana: {i} {text}"));
+        }
     }
 
     #[test]

@@ -69,7 +69,15 @@ impl Reply<'_> {
     /// assert_eq!(&line[..], b"ana: hi\n");
     /// ```
     pub fn encode(&self) -> Bytes {
-        let mut out = Line::with_capacity(self.size_hint());
+        let mut out = BytesMut::with_capacity(self.size_hint());
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
+    /// Appends the rendered line, with its final `\n`, to `out`: several
+    /// replies can share one buffer.
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        let mut out = Line(out);
         match *self {
             Reply::Name => out.text("NAME"),
             Reply::ServerFull => out.text("Server is full."),
@@ -132,10 +140,11 @@ impl Reply<'_> {
             Reply::NameTimeout => out.text("Timed out waiting for a name."),
             Reply::ShuttingDown => out.text("Server is shutting down."),
         }
-        out.finish()
+        out.end();
     }
 
-    fn size_hint(&self) -> usize {
+    /// About how many bytes the rendered line takes.
+    pub fn size_hint(&self) -> usize {
         match *self {
             Reply::Public { from, text } | Reply::Private { from, text } => {
                 from.len() + text.len() + 10
@@ -146,14 +155,10 @@ impl Reply<'_> {
     }
 }
 
-/// A line being rendered.
-struct Line(BytesMut);
+/// A line being rendered at the end of a buffer.
+struct Line<'b>(&'b mut BytesMut);
 
-impl Line {
-    fn with_capacity(capacity: usize) -> Self {
-        Line(BytesMut::with_capacity(capacity))
-    }
-
+impl Line<'_> {
     /// Appends text, with every `\r` replaced by U+FFFD.
     fn text(&mut self, text: &str) {
         let mut rest = text;
@@ -175,9 +180,8 @@ impl Line {
         self.text(&digits);
     }
 
-    fn finish(mut self) -> Bytes {
+    fn end(self) {
         self.0.put_u8(b'\n');
-        self.0.freeze()
     }
 }
 
