@@ -78,6 +78,8 @@ wait_port() {
 
 start_server() { # $1 = chat|nats, $2 = log prefix
   local log="$OUT/$2"
+  # The server's output is read for its port: never let a stale file answer.
+  rm -f "$log.out" "$log.err"
   case $1 in
     chat)
       # shellcheck disable=SC2086
