@@ -6,7 +6,7 @@ use crate::linebuf::LineBuf;
 use crate::proto::{self, Event};
 use crate::sender;
 use crate::shared::Shared;
-use crate::stats::{self, lock, MemberStats};
+use crate::stats::{self, lock, LatencyRun, MemberStats};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
@@ -196,11 +196,13 @@ async fn read_loop(
             let st = &mut *guard;
             st.reads += 1;
             stats::with_latencies(|hist| {
+                let mut latencies = LatencyRun::new(hist);
                 while let Some(line) = lb.next_line() {
                     st.lines += 1;
                     match proto::classify(proto, line) {
                         Event::Data(s) => {
-                            if st.record(s, now_ns, hist) {
+                            if let Some(us) = st.record(s, now_ns) {
+                                latencies.add(us);
                                 match ack_mode {
                                     Some(true) => acks.add(s.sender as usize),
                                     Some(false) if s.sender as usize == idx => acks.add(idx),

@@ -46,6 +46,45 @@ fn merged_latencies() -> Option<Histogram<u64>> {
     Some(total)
 }
 
+/// Latencies of one read, run-length coded before they reach the histogram:
+/// the messages a sender writes together carry one send time and mostly
+/// arrive together, so runs of equal values are common under load.
+pub struct LatencyRun<'a> {
+    hist: &'a mut Histogram<u64>,
+    us: u64,
+    n: u64,
+}
+
+impl<'a> LatencyRun<'a> {
+    pub fn new(hist: &'a mut Histogram<u64>) -> Self {
+        LatencyRun { hist, us: 0, n: 0 }
+    }
+
+    #[inline]
+    pub fn add(&mut self, us: u64) {
+        if us == self.us {
+            self.n += 1;
+        } else {
+            self.flush();
+            self.us = us;
+            self.n = 1;
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.n > 0 {
+            self.hist.saturating_record_n(self.us, self.n);
+            self.n = 0;
+        }
+    }
+}
+
+impl Drop for LatencyRun<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// What one member received, checked delivery by delivery. Owned by the
 /// member's reader task; handed back when the member stops.
 pub struct MemberStats {
@@ -93,14 +132,14 @@ impl MemberStats {
         }
     }
 
-    /// Checks one payload received at `now_ns` (same clock as the stamp)
-    /// and records its latency in `hist`. Returns false if it names no
-    /// known sender.
+    /// Checks one payload received at `now_ns` (same clock as the stamp).
+    /// Returns its latency in microseconds, or `None` if it names no known
+    /// sender.
     #[inline]
-    pub fn record(&mut self, s: Stamp, now_ns: u64, hist: &mut Histogram<u64>) -> bool {
+    pub fn record(&mut self, s: Stamp, now_ns: u64) -> Option<u64> {
         let Some(last) = self.last_seq.get_mut(s.sender as usize) else {
             self.note_other(b"payload from an unknown sender");
-            return false;
+            return None;
         };
         if s.seq == *last {
             self.dups += 1;
@@ -110,9 +149,7 @@ impl MemberStats {
             *last = s.seq;
         }
         self.deliveries += 1;
-        let us = (now_ns.saturating_sub(s.sent_ns) / 1000).max(1);
-        hist.saturating_record(us);
-        true
+        Some((now_ns.saturating_sub(s.sent_ns) / 1000).max(1))
     }
 
     /// Counts an unexpected line, keeping the first for the report.
