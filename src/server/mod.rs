@@ -68,11 +68,17 @@ impl<T: Transport> Server<T> {
     pub fn with_room(transport: T, config: ServerConfig, room: Arc<ChatRoom>) -> Self {
         let transport = Arc::new(transport);
         let connections = Connections::new(config.max_clients);
-        let waker = transport.clone();
+        // Weak: a Shutdown handle may outlive the server, and must not keep
+        // its listener open once `run` has returned.
+        let waker = Arc::downgrade(&transport);
         let shutdown = Shutdown::new(
             room.clone(),
             connections.clone(),
-            Box::new(move || waker.wake()),
+            Box::new(move || {
+                if let Some(transport) = waker.upgrade() {
+                    transport.wake();
+                }
+            }),
         );
         Server {
             transport,
@@ -109,10 +115,12 @@ impl<T: Transport> Server<T> {
     }
 
     /// Accepts and serves connections until shut down, then waits for every
-    /// connection to close (or the grace period to pass) and returns.
+    /// connection to close (or the grace period to pass) and returns. The
+    /// server, and with it the transport (a TCP listener), is gone by then:
+    /// later connection attempts are refused.
     ///
     /// Fails only if the transport fails in a way that retrying cannot mend.
-    pub fn run(&self) -> Result<(), ServerError> {
+    pub fn run(self) -> Result<(), ServerError> {
         let result = self.accept_loop(|connection| {
             threaded::serve(connection, &self.room, &self.config, &self.connections);
         });
@@ -168,7 +176,7 @@ impl Server<TcpTransport> {
     /// Like [`Server::run`], but serves connections from `loops` event loops
     /// (one per core is right; 0 means one per core) on non-blocking
     /// sockets, with the accept loop on the calling thread.
-    pub fn run_event_loops(&self, loops: usize) -> Result<(), ServerError> {
+    pub fn run_event_loops(self, loops: usize) -> Result<(), ServerError> {
         let loops = match loops {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
