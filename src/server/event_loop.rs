@@ -41,12 +41,24 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_READS_PER_TURN: usize = 4;
 /// Events taken from epoll per turn.
 const EVENTS_PER_TURN: usize = 1024;
-/// A connection's outbox is written at most once per interval when it only
-/// has a little to say: lines that arrive meanwhile go out in the same
+/// A connection's outbox is written at most once per flush interval when it
+/// only has a little to say: lines that arrive meanwhile go out in the same
 /// write. Writes are what a busy chat server spends most of its time on
-/// (the kernel's TCP path, per call), so this trades at most this much
-/// latency for far fewer of them.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// (the kernel's TCP path, per call, about 5 µs on loopback), so the
+/// interval grows with the connections a loop holds: 10 µs each keeps
+/// writing every one of them once per interval to about half the loop's
+/// time. It never drops below [`FLUSH_INTERVAL_MIN`] (what a small room
+/// waits at most) nor grows past [`FLUSH_INTERVAL_MAX`] (what a huge one
+/// does).
+const FLUSH_COST_PER_CONNECTION: Duration = Duration::from_micros(10);
+/// The shortest flush interval.
+const FLUSH_INTERVAL_MIN: Duration = Duration::from_millis(5);
+/// The longest flush interval.
+const FLUSH_INTERVAL_MAX: Duration = Duration::from_millis(50);
+/// Up to this many connections woken in one turn are written at once,
+/// interval or not: coalescing pays only when there are many writes to do,
+/// and a lone request and its answer should not wait.
+const IMMEDIATE_WAKES: usize = 16;
 /// Pending bytes that are written at once, interval or not.
 const FLUSH_NOW_BYTES: usize = 16 * 1024;
 
@@ -199,7 +211,7 @@ struct EventLoop {
     linger_deadlines: VecDeque<(Instant, usize, u64)>,
     /// Connections that still had input when their turn ended.
     read_again: Vec<usize>,
-    /// Connections woken within [`FLUSH_INTERVAL`] of their last flush, and
+    /// Connections woken within the flush interval of their last flush, and
     /// when they are all flushed.
     deferred: Vec<usize>,
     deferred_due: Option<Instant>,
@@ -245,8 +257,13 @@ impl EventLoop {
             self.register_incoming();
             std::mem::swap(&mut ready, &mut *self.shared.ready.lock());
             let now = Instant::now();
+            let interval = if ready.len() > IMMEDIATE_WAKES {
+                self.flush_interval()
+            } else {
+                Duration::ZERO
+            };
             for token in ready.drain(..) {
-                self.wake_flush(token, now);
+                self.wake_flush(token, now, interval);
             }
             if self.deferred_due.is_some_and(|due| due <= now) {
                 self.flush_deferred(now);
@@ -267,6 +284,15 @@ impl EventLoop {
             .min()?;
         // Round up, so that the deadline has passed when poll returns.
         Some(next.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+    }
+
+    /// How long a quiet connection waits between writes, for this loop's
+    /// number of connections.
+    fn flush_interval(&self) -> Duration {
+        let live = self.conns.len() - self.free.len();
+        FLUSH_COST_PER_CONNECTION
+            .saturating_mul(u32::try_from(live).unwrap_or(u32::MAX))
+            .clamp(FLUSH_INTERVAL_MIN, FLUSH_INTERVAL_MAX)
     }
 
     fn conn_mut(&mut self, token: usize) -> Option<&mut Conn> {
@@ -340,7 +366,7 @@ impl EventLoop {
             pending: BytesMut::new(),
             writable: true,
             phase: Phase::Open,
-            flushed_at: Instant::now() - FLUSH_INTERVAL,
+            flushed_at: Instant::now() - FLUSH_INTERVAL_MAX,
             deferred: false,
         });
         self.flush(token);
@@ -397,7 +423,7 @@ impl EventLoop {
     /// A connection's outbox has something new: write it now, or with the
     /// next flush tick if the connection was written to very recently and
     /// has little to say.
-    fn wake_flush(&mut self, token: usize, now: Instant) {
+    fn wake_flush(&mut self, token: usize, now: Instant, interval: Duration) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
         };
@@ -406,13 +432,13 @@ impl EventLoop {
         }
         let (pending, state) = conn.outbox.status();
         let urgent = state != OutboxState::Open || pending >= FLUSH_NOW_BYTES;
-        if urgent || now >= conn.flushed_at + FLUSH_INTERVAL {
+        if urgent || now >= conn.flushed_at + interval {
             conn.flushed_at = now;
             self.flush(token);
         } else {
             conn.deferred = true;
             self.deferred.push(token);
-            self.deferred_due.get_or_insert(now + FLUSH_INTERVAL);
+            self.deferred_due.get_or_insert(now + interval);
         }
     }
 
