@@ -22,7 +22,8 @@
 #   OUT=target/fanout  where the raw JSON lines and server logs go
 #
 # Scenarios (2 cores, loader on the same machine):
-#   A  100 members, 10 senders flat out (window 128), public
+#   A  100 members, 10 senders flat out (window 128, complete when every
+#      member has the message), public
 #   B  1000 members, 10 senders x 100 msg/s, public (1M deliveries/s)
 #   C  1000 members, 100 senders flat out (window 128), private
 #   D  10,000 members, idle (every join announced to all: ~50M join lines)
@@ -98,7 +99,11 @@ start_server() { # $1 = chat|nats, $2 = log prefix
 
 scenario_args() {
   case $1 in
-    A) echo "--mode public --members 100 --senders 10 --window 128 --duration $DURATION" ;;
+    # --ack all: a message stays in flight until every member has it, so no
+    # member can fall more than the window behind (with --ack echo a sender's
+    # own copy frees its slot, and a loader hiccup can let the other members'
+    # queues pass the server's 1 MiB slow-consumer limit).
+    A) echo "--mode public --members 100 --senders 10 --window 128 --ack all --duration $DURATION" ;;
     B) echo "--mode public --members 1000 --senders 10 --rate 100 --duration $DURATION" ;;
     C) echo "--mode private --members 1000 --senders 100 --window 128 --duration $DURATION" ;;
     D) echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120" ;;

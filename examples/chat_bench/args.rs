@@ -12,6 +12,16 @@ pub enum Proto {
     Nats,
 }
 
+/// When a flat-out public message stops counting against its sender's window.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Ack {
+    /// When the sender receives its own copy.
+    Echo,
+    /// When every member has received it: no member falls more than the
+    /// window behind, whatever order the server writes in.
+    All,
+}
+
 /// What the members do once connected.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -28,6 +38,15 @@ impl Proto {
         match self {
             Proto::Chat => "chat",
             Proto::Nats => "nats",
+        }
+    }
+}
+
+impl Ack {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ack::Echo => "echo",
+            Ack::All => "all",
         }
     }
 }
@@ -71,6 +90,10 @@ pub struct Args {
     /// Flat out: most messages in flight per sender.
     #[arg(long, default_value_t = 128)]
     pub window: usize,
+    /// Flat out, public mode: what completes a message in flight (private
+    /// mode: always its receipt at the target).
+    #[arg(long, value_enum, default_value_t = Ack::Echo)]
+    pub ack: Ack,
     /// Payload size in bytes (the header is never cut).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
@@ -168,6 +191,11 @@ impl Args {
             return Err("--read-buf must be at least 8192".into());
         }
         Ok(())
+    }
+
+    /// Whether public messages complete only once every member has them.
+    pub fn ack_all(&self) -> bool {
+        self.flat_out() && self.mode == Mode::Public && self.ack == Ack::All
     }
 
     /// Whether senders are flat out (window-bounded) rather than paced.

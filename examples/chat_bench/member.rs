@@ -123,22 +123,44 @@ async fn join(
     }
 }
 
-/// Per read batch, window permits to give back to each sender.
+/// How receipts feed the senders' windows.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum AckMode {
+    /// Paced senders, or idle: no window.
+    Off,
+    /// Public, `--ack echo`: a sender's own copy frees a permit.
+    Echo,
+    /// Private: receipt at the target frees a permit.
+    Target,
+    /// Public, `--ack all`: publish what this member has received; the
+    /// sender waits for the slowest member.
+    All,
+}
+
+/// Per read batch, the senders heard from and how many of their messages.
 struct Acks {
+    mode: AckMode,
     counts: Vec<u32>,
     touched: Vec<usize>,
 }
 
 impl Acks {
-    fn new(senders: usize) -> Self {
+    fn new(mode: AckMode, senders: usize) -> Self {
         Acks {
+            mode,
             counts: vec![0; senders],
             touched: Vec::with_capacity(senders),
         }
     }
 
+    /// Notes a payload from `sender` received by member `me`.
     #[inline]
-    fn add(&mut self, sender: usize) {
+    fn add(&mut self, sender: usize, me: usize) {
+        match self.mode {
+            AckMode::Off => return,
+            AckMode::Echo if sender != me => return,
+            _ => {}
+        }
         if let Some(c) = self.counts.get_mut(sender) {
             if *c == 0 {
                 self.touched.push(sender);
@@ -147,11 +169,16 @@ impl Acks {
         }
     }
 
-    fn flush(&mut self, shared: &Shared) {
+    fn flush(&mut self, shared: &Shared, me: usize, stats: &MemberStats) {
+        let senders = self.counts.len();
         for &s in &self.touched {
-            shared.senders[s]
-                .window
-                .add_permits(self.counts[s] as usize);
+            let sender = &shared.senders[s];
+            if self.mode == AckMode::All {
+                shared.received[me * senders + s].store(stats.last_seq(s), Relaxed);
+                sender.progress.notify_one();
+            } else {
+                sender.window.add_permits(self.counts[s] as usize);
+            }
             self.counts[s] = 0;
         }
         self.touched.clear();
@@ -172,11 +199,12 @@ async fn read_loop(
     // Public mode acknowledges a sender's message when its own echo comes
     // back; private mode when the target receives it.
     let ack_mode = match (shared.acks(), shared.args.mode) {
-        (true, Mode::Public) => Some(false),
-        (true, Mode::Private) => Some(true),
-        _ => None,
+        (true, Mode::Public) if shared.args.ack_all() => AckMode::All,
+        (true, Mode::Public) => AckMode::Echo,
+        (true, Mode::Private) => AckMode::Target,
+        _ => AckMode::Off,
     };
-    let mut acks = Acks::new(shared.args.senders);
+    let mut acks = Acks::new(ack_mode, shared.args.senders);
     let live = &shared.live[idx];
     // The handshake may have left lines in the buffer: handle them first.
     let mut read = false;
@@ -203,11 +231,7 @@ async fn read_loop(
                         Event::Data(s) => {
                             if let Some(us) = st.record(s, now_ns) {
                                 latencies.add(us);
-                                match ack_mode {
-                                    Some(true) => acks.add(s.sender as usize),
-                                    Some(false) if s.sender as usize == idx => acks.add(idx),
-                                    _ => {}
-                                }
+                                acks.add(s.sender as usize, idx);
                             }
                         }
                         Event::Join => st.joins += 1,
@@ -220,8 +244,8 @@ async fn read_loop(
             });
             live.deliveries.store(st.deliveries, Relaxed);
             live.joins.store(st.joins, Relaxed);
+            acks.flush(shared, idx, st);
         }
-        acks.flush(shared);
         for _ in 0..pongs {
             if let Err(e) = wr.lock().await.write_all(b"PONG\r\n").await {
                 return format!("write: {e}");

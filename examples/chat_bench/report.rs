@@ -1,7 +1,7 @@
 //! The run's figures, the pass/fail verdict, and their two renderings: a
 //! table for people and one JSON line for scripts.
 
-use crate::args::Args;
+use crate::args::{Args, Mode};
 use crate::procfs::ProcSample;
 use crate::stats::Latency;
 use std::fmt::Write;
@@ -23,6 +23,7 @@ pub struct Report {
     pub senders: usize,
     pub rate: Option<f64>,
     pub window: usize,
+    pub ack: &'static str,
     pub size: usize,
     pub duration: f64,
     pub threads: usize,
@@ -87,6 +88,10 @@ impl Report {
             senders: args.senders,
             rate: args.rate,
             window: args.window,
+            ack: match args.mode {
+                Mode::Private => "target",
+                _ => args.ack.name(),
+            },
             size: args.size,
             duration: args.duration,
             threads: args.threads,
@@ -143,7 +148,7 @@ impl Report {
         let rate = match self.rate {
             _ if self.mode == "idle" => "holding".to_owned(),
             Some(r) => format!("{r} msg/s per sender"),
-            None => format!("flat out, window {}", self.window),
+            None => format!("flat out, window {} (ack {})", self.window, self.ack),
         };
         let _ = writeln!(
             s,
@@ -283,6 +288,7 @@ impl Report {
             None => j.raw("rate", "null"),
         }
         j.num("window", self.window as f64);
+        j.str("ack", self.ack);
         j.num("size", self.size as f64);
         j.num("duration", self.duration);
         j.num("threads", self.threads as f64);

@@ -13,6 +13,8 @@ use tokio::time::{sleep_until, timeout_at};
 
 /// Most messages written in one call when paced and behind schedule.
 const PACED_BATCH_MAX: u64 = 1024;
+/// `--ack all`: how often a waiting sender looks again without being woken.
+const ACK_RECHECK: Duration = Duration::from_millis(10);
 /// How long a blocked write may outlast the run before the sender gives up.
 const WRITE_GRACE: Duration = Duration::from_secs(5);
 
@@ -52,6 +54,7 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
     let mut enc = Encoder::new(args.proto, args.size, &args.name_prefix);
     let mut out = Vec::with_capacity(args.window.max(64) * (args.size + 64));
     let mut seq = 0u64;
+    let ack_all = args.ack_all();
     // Paced senders are spread evenly over one period, so that S senders at
     // R msg/s send one message every 1/(S*R) s rather than S at once.
     let start = match args.rate {
@@ -61,6 +64,23 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
     sleep_until(start.into()).await;
     loop {
         let n = match args.rate {
+            None if ack_all => {
+                // Flat out, a message in flight until every member has it.
+                let window = args.window as u64;
+                loop {
+                    let in_flight = seq.saturating_sub(shared.completed(idx));
+                    if in_flight < window {
+                        break window - in_flight;
+                    }
+                    let now = Instant::now();
+                    if now >= end {
+                        return;
+                    }
+                    // The timeout covers a member that left without a word.
+                    let wake = (now + ACK_RECHECK).min(end);
+                    let _ = timeout_at(wake.into(), me.progress.notified()).await;
+                }
+            }
             None => {
                 // Flat out: one permit per message in flight, as many as are free.
                 match timeout_at(end.into(), me.window.acquire()).await {

@@ -31,6 +31,8 @@ pub struct LiveCounters {
 pub struct SenderState {
     /// Flat out: one permit per message that may be in flight.
     pub window: Semaphore,
+    /// `--ack all`: woken when a member has received more from this sender.
+    pub progress: Notify,
     /// Messages written so far (the last sequence number used).
     pub sent: AtomicU64,
     /// Set when the sender has stopped for good.
@@ -42,6 +44,9 @@ pub struct Shared {
     /// Clock origin of every payload's send time.
     pub t0: Instant,
     pub live: Vec<LiveCounters>,
+    /// `--ack all`: per member (rows) and sender (columns), the highest
+    /// sequence number received, published after every read.
+    pub received: Vec<AtomicU64>,
     pub senders: Vec<SenderState>,
     /// Bounds the handshakes in progress.
     pub connect_gate: Semaphore,
@@ -61,9 +66,17 @@ impl Shared {
         Shared {
             t0: Instant::now(),
             live: (0..args.members).map(|_| LiveCounters::default()).collect(),
+            received: if args.ack_all() {
+                (0..args.members * args.senders)
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             senders: (0..args.senders)
                 .map(|_| SenderState {
                     window: Semaphore::new(window),
+                    progress: Notify::new(),
                     sent: AtomicU64::new(0),
                     done: AtomicBool::new(false),
                 })
@@ -102,6 +115,19 @@ impl Shared {
         }
         self.failed.fetch_add(1, Relaxed);
         self.progress.notify_one();
+    }
+
+    /// `--ack all`: how many of `sender`'s messages every member still
+    /// connected has received (each member receives them in order).
+    pub fn completed(&self, sender: usize) -> u64 {
+        let s = self.args.senders;
+        self.live
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.closed.load(Relaxed))
+            .map(|(m, _)| self.received[m * s + sender].load(Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     pub fn total_deliveries(&self) -> u64 {

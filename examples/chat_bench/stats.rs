@@ -152,6 +152,11 @@ impl MemberStats {
         Some((now_ns.saturating_sub(s.sent_ns) / 1000).max(1))
     }
 
+    /// The highest sequence number received from `sender` (0 = none).
+    pub fn last_seq(&self, sender: usize) -> u64 {
+        self.last_seq.get(sender).copied().unwrap_or(0)
+    }
+
     /// Counts an unexpected line, keeping the first for the report.
     pub fn note_other(&mut self, line: &[u8]) {
         self.other += 1;
