@@ -220,7 +220,8 @@ for sc in $SCENARIOS; do
       row "joins/s" D joins_per_sec median 0 ">= 1000"
       row "join lines/s" D join_lines_per_sec median 0 ""
       row "join lines missing" D join_lines_missing max 0 "0"
-      row "server RSS B/member" D server_rss_per_member_bytes median 0 "<= 4096"
+      row "server RSS B/member, joined" D server_rss_per_member_bytes median 0 ""
+      row "server RSS B/member, idle" D server_rss_per_idle_member_bytes median 0 "<= 4096"
       row "server cpu s (connect)" D server_cpu_connect_secs median 2 ""
       ;;
   esac

@@ -143,6 +143,15 @@ impl Report {
         (t.connected.rss_kib as f64 - t.before.rss_kib as f64) * 1024.0 / members as f64
     }
 
+    /// RSS growth per member at the end of the run: in idle mode, what an
+    /// idle member costs once the joins have settled.
+    fn rss_per_idle_member_bytes(t: &ProcTrace, members: usize) -> f64 {
+        if members == 0 {
+            return 0.0;
+        }
+        (t.after.rss_kib as f64 - t.before.rss_kib as f64) * 1024.0 / members as f64
+    }
+
     pub fn table(&self) -> String {
         let mut s = String::new();
         let rate = match self.rate {
@@ -256,11 +265,12 @@ impl Report {
             row(
                 &format!("{who} rss"),
                 format!(
-                    "{} -> {} -> {} KiB ({:.0} B per member)",
+                    "{} -> {} -> {} KiB ({:.0} B per member connected, {:.0} B at the end)",
                     t.before.rss_kib,
                     t.connected.rss_kib,
                     t.after.rss_kib,
-                    Self::rss_per_member_bytes(t, self.members)
+                    Self::rss_per_member_bytes(t, self.members),
+                    Self::rss_per_idle_member_bytes(t, self.members)
                 ),
             );
         };
@@ -342,6 +352,10 @@ impl Report {
             j.num(
                 &format!("{prefix}_rss_per_member_bytes"),
                 Self::rss_per_member_bytes(t, self.members),
+            );
+            j.num(
+                &format!("{prefix}_rss_per_idle_member_bytes"),
+                Self::rss_per_idle_member_bytes(t, self.members),
             );
         };
         if let Some(t) = &self.server {
