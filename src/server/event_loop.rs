@@ -73,6 +73,8 @@ struct Shared {
     notified: AtomicBool,
     /// The loop should exit.
     stop: AtomicBool,
+    /// The loop has exited (asked to, or because epoll failed).
+    exited: AtomicBool,
 }
 
 impl Shared {
@@ -120,6 +122,7 @@ impl LoopHandle {
             ready: Mutex::new(Vec::new()),
             notified: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
         });
         let event_loop = EventLoop {
             poll,
@@ -145,6 +148,11 @@ impl LoopHandle {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the loop still runs.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.shared.exited.load(Ordering::SeqCst)
     }
 
     /// Hands an accepted connection to the loop.
@@ -270,6 +278,17 @@ impl EventLoop {
             }
             self.expire_deadlines();
         }
+        self.close_all();
+    }
+
+    /// On the way out, for whatever reason: no connection is left behind,
+    /// and a member still in the room leaves it.
+    fn close_all(&mut self) {
+        self.shared.exited.store(true, Ordering::SeqCst);
+        for token in 0..self.conns.len() {
+            self.close(token);
+        }
+        self.shared.incoming.lock().clear();
     }
 
     fn poll_timeout(&self) -> Option<Duration> {

@@ -199,8 +199,18 @@ impl Server<TcpTransport> {
         log::info!("serving from {loops} event loops");
         let mut next = 0;
         let result = self.accept_loop(|connection| {
-            handles[next % handles.len()].hand_over(connection.into_stream());
-            next += 1;
+            // Round robin over the loops that still run (one whose epoll
+            // failed has closed its connections and logged why).
+            let running = (0..handles.len())
+                .map(|i| (next + i) % handles.len())
+                .find(|&i| handles[i].is_running());
+            match running {
+                Some(i) => {
+                    handles[i].hand_over(connection.into_stream());
+                    next = i + 1;
+                }
+                None => log::error!("no event loop runs; dropped a connection"),
+            }
         });
         self.shutdown.trigger();
         self.finish();
