@@ -8,17 +8,21 @@ use std::io;
 
 pub use crate::protocol::NameError;
 pub use crate::room::{JoinError, RoomError};
+pub use crate::server::ConfigError;
 
 /// Why a server stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
     /// The transport failed to accept in a way that retrying cannot mend.
-    #[error("accepting connections failed: {0}")]
+    #[error("accepting connections failed")]
     Accept(#[source] io::Error),
     /// An event loop could not be started.
-    #[error("starting an event loop failed: {0}")]
+    #[error("starting an event loop failed")]
     EventLoop(#[source] io::Error),
+    /// The limits cannot work together; nothing was started.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Any error of the crate.
@@ -38,6 +42,6 @@ pub enum Error {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// I/O failed (binding a transport, say).
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] io::Error),
 }

@@ -328,18 +328,48 @@ fn server_max_line_flag_limits_lines() {
 }
 
 #[test]
-fn server_queue_bytes_flag_drops_a_member_whose_queue_overflows() {
+fn server_refuses_limits_that_cannot_work_together() {
+    // 100 bytes cannot hold one 4096-byte line: every member would be
+    // dropped on its first long line. The server says so and exits 1.
+    let mut command = Command::new(example("tcp_server"));
+    command
+        .args(["--addr", "127.0.0.1:0", "--queue-bytes", "100"])
+        .env_remove("RUST_LOG");
+    let mut server = Proc::spawn("tcp_server --queue-bytes 100", command);
+    server.expect_stdout_end();
+    server.expect_exit(1);
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("queue_bytes is 100") && stderr.contains("max_line 4096"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn server_queue_bytes_flag_takes_the_smallest_queue_that_works() {
     for io in SERVER_IO {
-        // 100 bytes hold the welcome and join lines, not one 160-byte line.
-        let server = ServerProc::start(io, &["--queue-bytes", "100"]);
+        // 185 bytes hold one longest line for 16-byte client lines (a
+        // 32-character name, 16 carriage returns sent as U+FFFD).
+        let server = ServerProc::start(io, &["--max-line", "16", "--queue-bytes", "185"]);
         let mut ana = server.join("ana");
         let mut bob = server.join("bob");
         ana.expect("bob has joined the chat.");
         ana.send_line("\\w bob short");
         bob.expect("priv(ana): short");
-        ana.send_line(&format!("\\w bob {}", "x".repeat(150)));
-        bob.expect_closed();
-        ana.expect("bob has left the chat.");
+        ana.expect_nothing_pending();
+    }
+}
+
+#[test]
+fn server_takes_the_largest_name_timeout_as_never() {
+    for io in SERVER_IO {
+        let server = ServerProc::start(io, &["--name-timeout", "18446744073709551615"]);
+        let mut silent = Client::connect(server.addr);
+        silent.expect("NAME");
+        // The server survived the deadline arithmetic: it still serves.
+        let mut ana = server.join("ana");
+        ana.send_line("hi");
+        ana.expect("ana: hi");
     }
 }
 

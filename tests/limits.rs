@@ -356,11 +356,7 @@ fn member_that_never_reads_is_disconnected_while_others_keep_flowing() {
         again.expect_nothing_pending();
 
         // The old connection got an in-order prefix of the flood, then its end.
-        let rest = slow.read_to_end();
-        assert!(
-            slow.next_line().is_none(),
-            "the slow member's connection was not closed"
-        );
+        let rest = slow.read_until_cut();
         let rest = String::from_utf8_lossy(&rest);
         let complete = match rest.rfind('\n') {
             Some(end) => &rest[..end],

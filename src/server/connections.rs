@@ -85,13 +85,18 @@ impl Connections {
         }
     }
 
-    /// Waits until no connection is open, or `deadline`. Returns whether
-    /// none is.
-    pub(crate) fn wait_empty(&self, deadline: Instant) -> bool {
+    /// Waits until no connection is open, or `deadline` (`None`: no
+    /// deadline). Returns whether none is.
+    pub(crate) fn wait_empty(&self, deadline: Option<Instant>) -> bool {
         let mut table = self.table.lock();
         while !table.outboxes.is_empty() {
-            if self.emptied.wait_until(&mut table, deadline).timed_out() {
-                return table.outboxes.is_empty();
+            match deadline {
+                Some(deadline) => {
+                    if self.emptied.wait_until(&mut table, deadline).timed_out() {
+                        return table.outboxes.is_empty();
+                    }
+                }
+                None => self.emptied.wait(&mut table),
             }
         }
         true
@@ -141,8 +146,8 @@ mod tests {
         connections.close_all(&Bytes::from_static(b"bye\n"));
         assert_eq!(connections.register(outbox()).err(), Some(Refusal::Closed));
         assert_eq!(out.drain_bytes(), b"bye\n");
-        assert!(!connections.wait_empty(Instant::now()));
+        assert!(!connections.wait_empty(Some(Instant::now())));
         drop(slot);
-        assert!(connections.wait_empty(Instant::now()));
+        assert!(connections.wait_empty(Some(Instant::now())));
     }
 }

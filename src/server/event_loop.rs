@@ -367,12 +367,10 @@ impl EventLoop {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        if session.is_some() {
-            self.name_deadlines.push_back((
-                Instant::now() + self.config.name_timeout,
-                token,
-                generation,
-            ));
+        // A timeout too large to add to now means "never": no deadline.
+        let name_deadline = Instant::now().checked_add(self.config.name_timeout);
+        if let (Some(deadline), Some(_)) = (name_deadline, &session) {
+            self.name_deadlines.push_back((deadline, token, generation));
         }
         self.conns[token] = Some(Conn {
             stream,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use config::{ServerConfig, DEFAULT_MAX_CLIENTS, DEFAULT_NAME_TIMEOUT};
+pub use config::{ConfigError, ServerConfig, DEFAULT_MAX_CLIENTS, DEFAULT_NAME_TIMEOUT};
 pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
@@ -119,8 +119,11 @@ impl<T: Transport> Server<T> {
     /// server, and with it the transport (a TCP listener), is gone by then:
     /// later connection attempts are refused.
     ///
-    /// Fails only if the transport fails in a way that retrying cannot mend.
+    /// Fails at once if the limits cannot work together
+    /// ([`ServerConfig::validate`]), and later only if the transport fails in
+    /// a way that retrying cannot mend.
     pub fn run(self) -> Result<(), ServerError> {
+        self.config.validate()?;
         let result = self.accept_loop(|connection| {
             threaded::serve(connection, &self.room, &self.config, &self.connections);
         });
@@ -159,14 +162,15 @@ impl<T: Transport> Server<T> {
 
     /// After shutdown: lets connections finish writing, then closes them.
     fn finish(&self) {
-        let grace = Instant::now() + self.config.shutdown_grace;
+        // A grace too long to add to now means: wait as long as it takes.
+        let grace = Instant::now().checked_add(self.config.shutdown_grace);
         if !self.connections.wait_empty(grace) {
             log::warn!(
                 "{} connections still writing after the grace period; closing them",
                 self.connections.len()
             );
             self.connections.abort_all();
-            self.connections.wait_empty(Instant::now() + ABORT_WAIT);
+            self.connections.wait_empty(Instant::now().checked_add(ABORT_WAIT));
         }
         log::info!("server stopped");
     }
@@ -177,6 +181,7 @@ impl Server<TcpTransport> {
     /// (one per core is right; 0 means one per core) on non-blocking
     /// sockets, with the accept loop on the calling thread.
     pub fn run_event_loops(self, loops: usize) -> Result<(), ServerError> {
+        self.config.validate()?;
         let loops = match loops {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,

@@ -68,7 +68,8 @@ pub(crate) fn serve<C: Connection>(
     };
     log::debug!("accepted {peer}");
     let session = Session::new(room.clone(), outbox.clone(), config.max_line);
-    let name_deadline = Instant::now() + config.name_timeout;
+    // A timeout too large to add to now means "never".
+    let name_deadline = Instant::now().checked_add(config.name_timeout);
     let slot = Arc::new(slot);
     let reader_done = Arc::new(Done::default());
 
@@ -104,13 +105,13 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
 }
 
 /// Reads and feeds the session until it closes or the input ends.
-fn read_loop<R: ReadHalf>(mut reader: R, mut session: Session, name_deadline: Instant) {
+fn read_loop<R: ReadHalf>(mut reader: R, mut session: Session, name_deadline: Option<Instant>) {
     let mut chunk = vec![0; READ_CHUNK];
     let mut buf = BytesMut::new();
     let mut timeout = None;
     while !session.is_closed() {
-        let wanted = match session.state() {
-            SessionState::Handshake => {
+        let wanted = match (session.state(), name_deadline) {
+            (SessionState::Handshake, Some(name_deadline)) => {
                 let left = name_deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     session.name_timed_out();

@@ -50,7 +50,7 @@ impl Pipe {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut state = self.state.lock();
         loop {
             if state.read_closed {
@@ -75,7 +75,7 @@ impl Pipe {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut state = self.state.lock();
         loop {
             if state.read_closed || state.write_closed {

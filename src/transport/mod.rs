@@ -90,7 +90,10 @@ use std::io;
 use std::net::Shutdown;
 use std::time::Duration;
 
-pub use memory::{MemoryClient, MemoryConnection, MemoryConnector, MemoryTransport};
+pub use memory::{
+    MemoryClient, MemoryConnection, MemoryConnector, MemoryReader, MemoryTransport, MemoryWriter,
+    DEFAULT_PIPE_CAPACITY,
+};
 pub use tcp::{TcpConnection, TcpTransport};
 
 /// A source of connections.
