@@ -119,6 +119,15 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
 
+    let config = ServerConfig::default()
+        .max_clients(args.max_clients)
+        .max_line(args.max_line)
+        .queue_bytes(args.queue_bytes)
+        .name_timeout(Duration::from_secs(args.name_timeout));
+    if let Err(error) = config.validate() {
+        log::error!("{error}");
+        return ExitCode::FAILURE;
+    }
     let transport = match TcpTransport::bind(&args.addr) {
         Ok(transport) => transport,
         Err(error) => {
@@ -126,11 +135,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = ServerConfig::default()
-        .max_clients(args.max_clients)
-        .max_line(args.max_line)
-        .queue_bytes(args.queue_bytes)
-        .name_timeout(Duration::from_secs(args.name_timeout));
     let server = Server::new(transport, config);
 
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -173,8 +177,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            log::error!("{error}");
+            log::error!("{}", with_causes(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and each of its sources, joined with ": ".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
