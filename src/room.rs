@@ -1,21 +1,24 @@
 //! The chat room: its registry of members and its one order of events.
 //!
-//! [`ChatRoom`] does no I/O. It holds each member's [`Outbox`] and pushes
-//! encoded lines into them; writers elsewhere move the bytes. Joins, public
-//! lines and leaves take the registry's write lock, so every member sees them
-//! in one and the same order; whispers and look-ups share a read lock.
+//! [`ChatRoom`] does no I/O. Joins, public lines and leaves take the
+//! registry's write lock and are appended once to the room's log (see
+//! [`outbox`](crate::outbox)), so every member sees them in one and the same
+//! order; whispers and look-ups share a read lock and go to one member's
+//! [`Outbox`]. Writers elsewhere move the bytes.
 //!
-//! A member whose outbox overflows is removed inside the same critical
-//! section, and its leave notice follows in the room's order.
+//! A member whose backlog passes its limit is cut by the log as the line
+//! that takes it over is appended, and removed in the same critical section;
+//! its leave notice follows in the room's order. Wake-ups, aborts and logging
+//! wait until the lock is released.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Fallout, LogStats, Outbox, Push, RoomLog, WakeKind, DEFAULT_CHUNK_BYTES};
 use crate::protocol::{name_key, validate_name, NameError, Reply};
 
 /// Identifies a member of a room. Ids grow with each join and are never
@@ -66,6 +69,33 @@ struct Member {
     outbox: Arc<Outbox>,
 }
 
+/// What a room operation leaves to do once the lock is released.
+#[derive(Default)]
+struct Aftermath {
+    wake: Vec<(Weak<Outbox>, WakeKind)>,
+    abort: Vec<Weak<Outbox>>,
+    /// Members removed as slow consumers, for the log.
+    cut: Vec<MemberId>,
+}
+
+impl Aftermath {
+    fn run(self) {
+        for outbox in self.abort {
+            if let Some(outbox) = outbox.upgrade() {
+                outbox.abort();
+            }
+        }
+        for (outbox, kind) in self.wake {
+            if let Some(outbox) = outbox.upgrade() {
+                outbox.wake_from_log(kind);
+            }
+        }
+        for id in self.cut {
+            log::info!("member {id} removed: its backlog passed its limit");
+        }
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     /// In join order (ids ascending).
@@ -85,30 +115,46 @@ impl Registry {
         self.index(id).map(|i| &self.members[i])
     }
 
-    /// Pushes `line` to every member, then removes whoever overflowed (and
-    /// tells the others, which may overflow someone else in turn).
-    fn deliver_to_all(&mut self, line: &[u8]) {
-        let mut overflowed = Vec::new();
-        for member in &self.members {
-            if member.outbox.push(line) == Push::Overflow {
-                overflowed.push(member.id);
-            }
-        }
-        self.remove_overflowed(overflowed);
+    /// Appends a public event to the log, then removes whoever it cut.
+    fn publish(&mut self, log: &RoomLog, event: &[u8], after: &mut Aftermath) {
+        let mut fallout = Fallout::default();
+        log.lock().append(event, &mut fallout);
+        self.settle(log, fallout, after);
     }
 
-    fn remove_overflowed(&mut self, mut overflowed: Vec<MemberId>) {
-        while let Some(id) = overflowed.pop() {
-            if let Some(member) = self.remove(id) {
-                log::info!("member {} removed: its outbox overflowed", member.id);
-                let line = Reply::Left(&member.name).encode();
-                for other in &self.members {
-                    if other.outbox.push(&line) == Push::Overflow {
-                        overflowed.push(other.id);
-                    }
-                }
+    /// Removes the members the log cut and announces their leaves, which
+    /// may cut others in turn.
+    fn settle(&mut self, log: &RoomLog, mut fallout: Fallout, after: &mut Aftermath) {
+        loop {
+            after.wake.append(&mut fallout.wake);
+            if fallout.cut.is_empty() {
+                return;
             }
+            let mut ids = Vec::with_capacity(fallout.cut.len());
+            for (tag, outbox) in fallout.cut.drain(..) {
+                ids.push(MemberId(tag));
+                after.abort.push(outbox);
+            }
+            let removed = self.remove_all(&mut ids);
+            let mut notices = BytesMut::new();
+            for member in &removed {
+                Reply::Left(&member.name).encode_into(&mut notices);
+                after.cut.push(member.id);
+            }
+            log.lock().append(&notices, &mut fallout);
         }
+    }
+
+    /// Removes the members whose outboxes overflowed on a private line and
+    /// announces their leaves.
+    fn remove_overflowed(&mut self, log: &RoomLog, mut ids: Vec<MemberId>, after: &mut Aftermath) {
+        let removed = self.remove_all(&mut ids);
+        let mut notices = BytesMut::new();
+        for member in &removed {
+            Reply::Left(&member.name).encode_into(&mut notices);
+            after.cut.push(member.id);
+        }
+        self.publish(log, &notices, after);
     }
 
     fn remove(&mut self, id: MemberId) -> Option<Member> {
@@ -117,21 +163,54 @@ impl Registry {
         self.by_key.remove(&member.key);
         Some(member)
     }
+
+    /// Removes every member in `ids` (in one pass), returning them in join
+    /// order. Ids that are not members are ignored.
+    fn remove_all(&mut self, ids: &mut [MemberId]) -> Vec<Member> {
+        if let [id] = ids {
+            return self.remove(*id).into_iter().collect();
+        }
+        ids.sort_unstable();
+        let mut removed = Vec::new();
+        let mut kept = Vec::with_capacity(self.members.len());
+        for member in self.members.drain(..) {
+            if ids.binary_search(&member.id).is_ok() {
+                removed.push(member);
+            } else {
+                kept.push(member);
+            }
+        }
+        self.members = kept;
+        for member in &removed {
+            self.by_key.remove(&member.key);
+        }
+        removed
+    }
 }
 
 /// A chat room: members with unique names, public and private messages.
 ///
-/// Every method pushes into outboxes and returns; none blocks on a
-/// connection. See the crate docs for an example with no sockets at all.
+/// Every method appends to the room's log or pushes into one outbox and
+/// returns; none blocks on a connection. See the crate docs for an example
+/// with no sockets at all.
 pub struct ChatRoom {
     registry: RwLock<Registry>,
+    log: Arc<RoomLog>,
 }
 
 impl ChatRoom {
     /// An empty, open room.
     pub fn new() -> Self {
+        Self::with_chunk_size(DEFAULT_CHUNK_BYTES)
+    }
+
+    /// An empty, open room whose log allocates chunks of `bytes` (default
+    /// [`DEFAULT_CHUNK_BYTES`]). Smaller chunks give memory back in finer
+    /// steps, at the cost of more allocations.
+    pub fn with_chunk_size(bytes: usize) -> Self {
         ChatRoom {
             registry: RwLock::new(Registry::default()),
+            log: Arc::new(RoomLog::new(bytes)),
         }
     }
 
@@ -142,6 +221,7 @@ impl ChatRoom {
     pub fn join(&self, name: &str, outbox: Arc<Outbox>) -> Result<MemberId, JoinError> {
         validate_name(name)?;
         let key = name_key(name);
+        let mut after = Aftermath::default();
         let mut registry = self.registry.write();
         if registry.closed {
             return Err(JoinError::Closed);
@@ -151,6 +231,7 @@ impl ChatRoom {
         }
         let id = MemberId(registry.next_id);
         registry.next_id += 1;
+        outbox.attach(&self.log, id.0);
         let welcome = outbox.push(&Reply::Welcome(name).encode());
         registry.by_key.insert(key.clone(), id);
         registry.members.push(Member {
@@ -160,9 +241,11 @@ impl ChatRoom {
             outbox,
         });
         if welcome == Push::Overflow {
-            registry.remove_overflowed(vec![id]);
+            registry.remove_overflowed(&self.log, vec![id], &mut after);
         }
-        registry.deliver_to_all(&Reply::Joined(name).encode());
+        registry.publish(&self.log, &Reply::Joined(name).encode(), &mut after);
+        drop(registry);
+        after.run();
         log::debug!("member {id} joined");
         Ok(id)
     }
@@ -171,8 +254,10 @@ impl ChatRoom {
     /// chat.` Returns `false` (and tells nobody) if `id` was not a member,
     /// say because it already left or overflowed, or the room is closed.
     ///
-    /// The member's outbox is not closed: that is its connection's business.
+    /// The member's outbox is not closed (that is its connection's
+    /// business), but it gets nothing more from the room's log.
     pub fn leave(&self, id: MemberId) -> bool {
+        let mut after = Aftermath::default();
         let mut registry = self.registry.write();
         if registry.closed {
             return false;
@@ -180,7 +265,10 @@ impl ChatRoom {
         let Some(member) = registry.remove(id) else {
             return false;
         };
-        registry.deliver_to_all(&Reply::Left(&member.name).encode());
+        member.outbox.leave_log();
+        registry.publish(&self.log, &Reply::Left(&member.name).encode(), &mut after);
+        drop(registry);
+        after.run();
         log::debug!("member {id} left");
         true
     }
@@ -193,13 +281,14 @@ impl ChatRoom {
 
     /// Sends several public lines from member `from`, in order, as one event
     /// of the room: no other event comes between them. The lines are
-    /// rendered into one block, and each member's outbox takes the block in
-    /// one push. A driver that read several lines from a member at once
-    /// saves a lock and a push per line and per recipient.
+    /// rendered into one block and appended to the room's log once, for
+    /// every member. A driver that read several lines from a member at once
+    /// saves a lock per line.
     pub fn broadcast_all(&self, from: MemberId, texts: &[&str]) -> Result<(), RoomError> {
         if texts.is_empty() {
             return Ok(());
         }
+        let mut after = Aftermath::default();
         let mut registry = self.registry.write();
         if registry.closed {
             return Err(RoomError::Closed);
@@ -211,7 +300,9 @@ impl ChatRoom {
         for &text in texts {
             Reply::Public { from: name, text }.encode_into(&mut block);
         }
-        registry.deliver_to_all(&block);
+        registry.publish(&self.log, &block, &mut after);
+        drop(registry);
+        after.run();
         Ok(())
     }
 
@@ -242,7 +333,13 @@ impl ChatRoom {
             }
         };
         if let Some(id) = overflowed {
-            self.registry.write().remove_overflowed(vec![id]);
+            let mut after = Aftermath::default();
+            let mut registry = self.registry.write();
+            if !registry.closed {
+                registry.remove_overflowed(&self.log, vec![id], &mut after);
+            }
+            drop(registry);
+            after.run();
         }
         Ok(())
     }
@@ -275,9 +372,15 @@ impl ChatRoom {
         self.len() == 0
     }
 
+    /// Figures about the room log's memory: what it keeps is bounded by the
+    /// members' limit, not by their number.
+    pub fn log_stats(&self) -> LogStats {
+        self.log.lock().stats()
+    }
+
     /// Closes the room for good: no more joins or messages. Every member gets
-    /// `last` as its final line (no leave notices), its outbox is closed and
-    /// it is removed.
+    /// what the room accepted before, then `last` as its final line (no
+    /// leave notices); its outbox is closed and it is removed.
     pub fn close(&self, last: &Bytes) {
         let mut registry = self.registry.write();
         registry.closed = true;
@@ -305,6 +408,7 @@ impl fmt::Debug for ChatRoom {
         f.debug_struct("ChatRoom")
             .field("members", &registry.members.len())
             .field("closed", &registry.closed)
+            .field("log", &self.log.lock().stats())
             .finish()
     }
 }

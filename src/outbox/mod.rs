@@ -1,38 +1,64 @@
-//! A member's bounded queue of encoded lines, and its wake-up.
+//! A member's bounded queue of lines, and its wake-up.
 //!
-//! The room (and the session) only ever push into an [`Outbox`]; a writer
-//! (a thread, or an event loop) takes what is queued and writes it. Pushing
-//! never blocks on I/O: when a line would take the queue past its byte limit,
-//! the outbox is *aborted* (everything queued is dropped and the connection
-//! is to be closed at once) and the pusher is told, so that the room can
-//! remove the slow member. That is the whole slow-consumer policy.
+//! The room (and the session) only ever add to an [`Outbox`]; a writer (a
+//! thread, or an event loop) takes what is due and writes it. Adding never
+//! blocks on I/O: when a member's backlog would pass its byte limit, the
+//! outbox is *aborted* (everything queued is dropped and the connection is
+//! to be closed at once), so that the room can remove the slow member. That
+//! is the whole slow-consumer policy.
 //!
-//! Lines are encoded once and copied into each outbox's one contiguous
-//! buffer, so that a writer sends everything pending with a single write
-//! call. For chat-sized lines a copy costs less than sharing a refcounted
-//! buffer across cores, and it makes writes large. A writer takes the whole
-//! buffer, and the outbox holds no memory until the next line comes: an idle
-//! member costs nothing here.
+//! # One copy of each public line
+//!
+//! A member of a [`ChatRoom`](crate::ChatRoom) does not get its own copy of
+//! public lines. The room appends each public event (a join, public lines, a
+//! leave) once to its *room log*, and each member's outbox has a cursor into
+//! it. Private lines (whispers, replies, errors) go to the outbox's own
+//! queue, each tagged with the log's position when it was accepted, so that
+//! the writer sends everything in the order the server accepted it.
+//!
+//! A member's backlog is the log bytes from its cursor to the log's end plus
+//! its private bytes. A member whose backlog passes its limit is cut: its
+//! outbox is aborted and its cursor no longer holds the log back. So the
+//! log's memory is bounded by the members' limit (plus a few chunks), not by
+//! how many members there are.
+//!
+//! A writer gathers what is due into a [`WriteBatch`] without copying (the
+//! parts refer to the log's shared chunks) and writes it with one vectored
+//! write; [`Outbox::take`] makes a contiguous copy instead. An idle member's
+//! outbox holds no buffer.
+
+mod batch;
+mod private;
+mod roomlog;
+#[cfg(test)]
+mod tests;
+mod writer;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
-/// The default limit of pending bytes in an outbox: 1 MiB.
+pub use batch::{WriteBatch, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PARTS};
+pub(crate) use roomlog::{Fallout, RoomLog, WakeKind};
+pub use roomlog::{LogStats, DEFAULT_CHUNK_BYTES};
+
+use private::PrivateQueue;
+use roomlog::ReaderId;
+
+/// The default limit of a member's backlog: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
 
-/// The capacity a fresh buffer starts with (it grows as lines come).
-const INITIAL_CAPACITY: usize = 512;
-
-/// Something to poke when an outbox has lines to write or has been closed.
+/// Something to poke when an outbox has something new for its writer.
 ///
-/// It is called with the room's lock held, so it must be quick and must not
-/// block: set a flag, push to a ready list, signal an event loop.
+/// It may be called with the room's lock held, so it must be quick and must
+/// not block: set a flag, push to a ready list, signal an event loop.
 pub trait Wake: Send + Sync {
-    /// The outbox went from nothing to write to something to do.
+    /// The outbox went from nothing to write to something to do (a line, or
+    /// a change of state), or its backlog reached the level asked for with
+    /// [`Outbox::notify_when_pending`].
     fn wake(&self);
 }
 
@@ -42,8 +68,8 @@ pub trait Wake: Send + Sync {
 pub enum Push {
     /// The line is queued.
     Queued,
-    /// The line would have overflowed the queue: the outbox is now aborted
-    /// and its member must be removed.
+    /// The line would have taken the backlog past the limit: the outbox is
+    /// now aborted and its member must be removed.
     Overflow,
     /// The outbox is closed or aborted; the line was dropped.
     Closed,
@@ -61,76 +87,121 @@ pub enum OutboxState {
     Aborted,
 }
 
-struct Queue {
-    bytes: BytesMut,
-    state: OutboxState,
+/// The outbox's place in a room log.
+struct Attached {
+    log: Arc<RoomLog>,
+    id: ReaderId,
 }
 
-/// A bounded queue of encoded lines for one connection.
+struct State {
+    status: OutboxState,
+    private: PrivateQueue,
+    reader: Option<Attached>,
+    /// The writer found nothing to write: the next line wakes it.
+    waiting: bool,
+    /// Wake the writer when the backlog reaches this (`usize::MAX`: no).
+    level: usize,
+}
+
+/// A member's bounded queue of lines, for one connection.
 pub struct Outbox {
     limit: usize,
-    queue: Mutex<Queue>,
+    state: Mutex<State>,
     changed: Condvar,
     waker: Option<Arc<dyn Wake>>,
 }
 
 impl Outbox {
-    /// An outbox holding at most `limit` pending bytes, for a writer that
-    /// blocks in [`Outbox::wait_take`].
+    /// An outbox holding a backlog of at most `limit` bytes, for a writer
+    /// that blocks in [`Outbox::wait_take`] or [`Outbox::wait_fill`].
     pub fn new(limit: usize) -> Self {
-        Outbox {
-            limit,
-            queue: Mutex::new(Queue {
-                bytes: BytesMut::new(),
-                state: OutboxState::Open,
-            }),
-            changed: Condvar::new(),
-            waker: None,
-        }
+        Self::build(limit, None)
     }
 
     /// An outbox that also calls `waker` whenever it has something new for
-    /// its writer: lines after none, or a change of state.
+    /// its writer (see [`Wake`]).
     pub fn with_waker(limit: usize, waker: Arc<dyn Wake>) -> Self {
+        Self::build(limit, Some(waker))
+    }
+
+    fn build(limit: usize, waker: Option<Arc<dyn Wake>>) -> Self {
         Outbox {
-            waker: Some(waker),
-            ..Outbox::new(limit)
+            limit,
+            state: Mutex::new(State {
+                status: OutboxState::Open,
+                private: PrivateQueue::default(),
+                reader: None,
+                // A new outbox's writer has found nothing: the first line
+                // wakes it.
+                waiting: true,
+                level: usize::MAX,
+            }),
+            changed: Condvar::new(),
+            waker,
         }
     }
 
-    /// The most pending bytes this outbox holds.
+    /// The largest backlog this outbox holds.
     pub fn limit(&self) -> usize {
         self.limit
     }
 
-    /// Queues a line (a copy of it), or aborts the outbox if the line would
-    /// overflow it.
+    /// Queues a private line (a copy of it), or aborts the outbox if the
+    /// line would take the backlog past the limit.
     pub fn push(&self, line: &[u8]) -> Push {
-        let mut queue = self.queue.lock();
-        if queue.state != OutboxState::Open {
+        self.push_line(line, false)
+    }
+
+    /// Like [`Outbox::push`], but the line is queued even past the limit.
+    /// For a reply the server chose to send (it is bounded and there is no
+    /// other way to say it); the member is cut later if its backlog is still
+    /// over the limit when the room's next line comes.
+    pub fn push_exempt(&self, line: &[u8]) -> Push {
+        self.push_line(line, true)
+    }
+
+    fn push_line(&self, line: &[u8], exempt: bool) -> Push {
+        let mut state = self.state.lock();
+        if state.status != OutboxState::Open {
             return Push::Closed;
         }
-        if queue.bytes.len() + line.len() > self.limit {
-            queue.bytes = BytesMut::new();
-            queue.state = OutboxState::Aborted;
-            drop(queue);
-            self.notify();
-            return Push::Overflow;
-        }
-        let was_empty = queue.bytes.is_empty();
-        if queue.bytes.capacity() == 0 {
-            queue.bytes.reserve(line.len().max(INITIAL_CAPACITY));
-        }
-        queue.bytes.extend_from_slice(line);
-        drop(queue);
-        if was_empty {
+        let (tag, log_pending) = match &state.reader {
+            Some(at) => {
+                let mut log = at.log.lock();
+                match log.admit_private(at.id, line.len(), exempt) {
+                    Some(tag) => (tag, log.pending(at.id)),
+                    None => {
+                        drop(log);
+                        self.abort_locked(state);
+                        return Push::Overflow;
+                    }
+                }
+            }
+            None => {
+                if !exempt && state.private.len().saturating_add(line.len()) > self.limit {
+                    self.abort_locked(state);
+                    return Push::Overflow;
+                }
+                (0, 0)
+            }
+        };
+        state.private.push(tag, line);
+        let pending = state.private.len() as u64 + log_pending;
+        let level = pending >= state.level as u64;
+        if state.waiting || level {
+            state.waiting = false;
+            if level {
+                state.level = usize::MAX;
+            }
+            drop(state);
             self.notify();
         }
         Push::Queued
     }
 
-    /// Stops taking lines: what is queued is still written, then the
-    /// connection closes. Does nothing if already closed or aborted.
+    /// Stops taking lines: what is queued (and what the room log holds for
+    /// this member up to now) is still written, then the connection closes.
+    /// Does nothing if already closed or aborted.
     pub fn close(&self) {
         self.close_after(&[]);
     }
@@ -142,31 +213,42 @@ impl Outbox {
     }
 
     fn close_after(&self, last: &[u8]) {
-        let mut queue = self.queue.lock();
-        if queue.state != OutboxState::Open {
+        let mut state = self.state.lock();
+        if state.status != OutboxState::Open {
             return;
         }
-        queue.bytes.extend_from_slice(last);
-        queue.state = OutboxState::Closing;
-        drop(queue);
+        let tag = stop_reading(&mut state);
+        state.private.push(tag, last);
+        if let (Some(at), false) = (&state.reader, last.is_empty()) {
+            at.log.lock().admit_private(at.id, last.len(), true);
+        }
+        state.status = OutboxState::Closing;
+        drop(state);
         self.notify();
     }
 
     /// Drops everything queued; the connection is to be closed at once.
     pub fn abort(&self) {
-        let mut queue = self.queue.lock();
-        if queue.state == OutboxState::Aborted {
-            return;
+        let state = self.state.lock();
+        if state.status != OutboxState::Aborted {
+            self.abort_locked(state);
         }
-        queue.bytes = BytesMut::new();
-        queue.state = OutboxState::Aborted;
-        drop(queue);
+    }
+
+    fn abort_locked(&self, mut state: MutexGuard<'_, State>) {
+        if let Some(at) = state.reader.take() {
+            at.log.lock().detach(at.id);
+        }
+        state.private.clear();
+        state.status = OutboxState::Aborted;
+        state.waiting = false;
+        drop(state);
         self.notify();
     }
 
     /// The outbox's state.
     pub fn state(&self) -> OutboxState {
-        self.queue.lock().state
+        self.state.lock().status
     }
 
     /// Whether lines are still accepted.
@@ -174,144 +256,140 @@ impl Outbox {
         self.state() == OutboxState::Open
     }
 
-    /// Bytes queued and not yet taken by the writer, and the state, read
-    /// together.
+    /// The backlog (bytes not yet written) and the state, read together.
     pub fn status(&self) -> (usize, OutboxState) {
-        let queue = self.queue.lock();
-        (queue.bytes.len(), queue.state)
+        let state = self.state.lock();
+        (pending(&state), state.status)
     }
 
-    /// Bytes queued and not yet taken by the writer.
+    /// The backlog: bytes due to this member and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.queue.lock().bytes.len()
+        pending(&self.state.lock())
     }
 
-    /// Takes everything queued, without blocking, with the state.
+    /// Asks for a wake-up once the backlog reaches `level` bytes (an event
+    /// loop that put off writing this outbox uses it to write at once when
+    /// much has come). Returns `true`, and arms nothing, if it already has.
+    /// One level at a time: a new call replaces the last.
+    pub fn notify_when_pending(&self, level: usize) -> bool {
+        let mut state = self.state.lock();
+        if pending(&state) >= level {
+            state.level = usize::MAX;
+            return true;
+        }
+        state.level = level;
+        if let Some(at) = &state.reader {
+            let private = state.private.len();
+            let log_level = level.saturating_sub(private).saturating_add(private);
+            return at.log.lock().arm_level(at.id, log_level);
+        }
+        false
+    }
+
+    /// Fills `batch` (emptied first) with what is due next, in order, within
+    /// the batch's limits, and returns the state. An empty batch with
+    /// `Open` means nothing to write: the writer is woken when something
+    /// comes. An empty batch with `Closing` means all is written.
+    pub fn fill(&self, batch: &mut WriteBatch) -> OutboxState {
+        let mut state = self.state.lock();
+        self.fill_locked(&mut state, batch)
+    }
+
+    /// Like [`Outbox::fill`], but first waits (up to `timeout`, if given)
+    /// while the outbox is open and has nothing to write.
+    pub fn wait_fill(&self, batch: &mut WriteBatch, timeout: Option<Duration>) -> OutboxState {
+        let mut state = self.state.lock();
+        let status = self.fill_locked(&mut state, batch);
+        if !batch.is_empty() || status != OutboxState::Open {
+            return status;
+        }
+        match timeout {
+            Some(timeout) => {
+                self.changed.wait_for(&mut state, timeout);
+            }
+            None => self.changed.wait(&mut state),
+        }
+        self.fill_locked(&mut state, batch)
+    }
+
+    /// Records that the first `written` bytes of `batch` (as filled from
+    /// this outbox) went out, and empties the batch.
+    pub fn consume(&self, batch: &mut WriteBatch, written: usize) {
+        let mut state = self.state.lock();
+        self.consume_locked(&mut state, batch, written);
+    }
+
+    /// Takes (a copy of) everything due, without blocking, with the state.
     /// `Closing` with nothing taken means: all written, close the
     /// connection.
     pub fn take(&self) -> (BytesMut, OutboxState) {
-        let mut queue = self.queue.lock();
-        (std::mem::take(&mut queue.bytes), queue.state)
+        let mut state = self.state.lock();
+        self.take_locked(&mut state)
     }
 
     /// Like [`Outbox::take`], but first waits (up to `timeout`, if given)
-    /// while the outbox is open and empty.
+    /// while the outbox is open and has nothing to write.
     pub fn wait_take(&self, timeout: Option<Duration>) -> (BytesMut, OutboxState) {
-        let mut queue = self.queue.lock();
-        if queue.bytes.is_empty() && queue.state == OutboxState::Open {
-            match timeout {
-                Some(timeout) => {
-                    self.changed.wait_for(&mut queue, timeout);
-                }
-                None => self.changed.wait(&mut queue),
-            }
+        let mut state = self.state.lock();
+        let (bytes, status) = self.take_locked(&mut state);
+        if !bytes.is_empty() || status != OutboxState::Open {
+            return (bytes, status);
         }
-        (std::mem::take(&mut queue.bytes), queue.state)
+        match timeout {
+            Some(timeout) => {
+                self.changed.wait_for(&mut state, timeout);
+            }
+            None => self.changed.wait(&mut state),
+        }
+        self.take_locked(&mut state)
     }
 
-    /// Takes every queued byte (for tests and tools).
+    /// Takes every byte due (for tests and tools).
     pub fn drain_bytes(&self) -> Vec<u8> {
         self.take().0.to_vec()
     }
+}
 
-    fn notify(&self) {
-        self.changed.notify_all();
-        if let Some(waker) = &self.waker {
-            waker.wake();
+/// The backlog: private bytes, and log bytes up to where the reader stops.
+fn pending(state: &State) -> usize {
+    let log = state
+        .reader
+        .as_ref()
+        .map_or(0, |at| at.log.lock().pending(at.id));
+    state.private.len() + usize::try_from(log).unwrap_or(usize::MAX)
+}
+
+/// Makes the outbox read no more of the log than it has now; returns the
+/// tag for a private line that comes after all of it.
+fn stop_reading(state: &mut State) -> u64 {
+    let Some(at) = &state.reader else {
+        return 0;
+    };
+    let mut log = at.log.lock();
+    let end = log.end();
+    if !log.stop(at.id) {
+        drop(log);
+        state.reader = None;
+    }
+    end
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Some(at) = self.state.get_mut().reader.take() {
+            at.log.lock().detach(at.id);
         }
     }
 }
 
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let queue = self.queue.lock();
+        let state = self.state.lock();
         f.debug_struct("Outbox")
             .field("limit", &self.limit)
-            .field("bytes", &queue.bytes.len())
-            .field("state", &queue.state)
+            .field("pending", &pending(&state))
+            .field("state", &state.status)
+            .field("in_room_log", &state.reader.is_some())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn push_and_take_in_order() {
-        let outbox = Outbox::new(100);
-        assert_eq!(outbox.push(b"a\n"), Push::Queued);
-        assert_eq!(outbox.push(b"b\n"), Push::Queued);
-        assert_eq!(outbox.pending_bytes(), 4);
-        assert_eq!(outbox.drain_bytes(), b"a\nb\n");
-        assert_eq!(outbox.pending_bytes(), 0);
-    }
-
-    #[test]
-    fn overflow_aborts_and_drops_everything() {
-        let outbox = Outbox::new(5);
-        assert_eq!(outbox.push(b"abc\n"), Push::Queued);
-        assert_eq!(outbox.push(b"de\n"), Push::Overflow);
-        assert_eq!(outbox.state(), OutboxState::Aborted);
-        assert_eq!(outbox.drain_bytes(), b"");
-        assert_eq!(outbox.push(b"x"), Push::Closed);
-    }
-
-    #[test]
-    fn the_limit_counts_pending_bytes_exactly() {
-        let outbox = Outbox::new(4);
-        assert_eq!(outbox.push(b"abcd"), Push::Queued);
-        let _ = outbox.take();
-        assert_eq!(outbox.push(b"efgh"), Push::Queued);
-    }
-
-    #[test]
-    fn close_keeps_what_is_queued_and_refuses_more() {
-        let outbox = Outbox::new(100);
-        assert_eq!(outbox.push(b"a\n"), Push::Queued);
-        outbox.close_with(b"bye\n");
-        outbox.close_with(b"again\n");
-        assert_eq!(outbox.push(b"late\n"), Push::Closed);
-        let (taken, state) = outbox.take();
-        assert_eq!(state, OutboxState::Closing);
-        assert_eq!(&taken[..], b"a\nbye\n");
-    }
-
-    #[test]
-    fn wait_take_wakes_on_push_from_another_thread() {
-        let outbox = Arc::new(Outbox::new(100));
-        let pusher = Arc::clone(&outbox);
-        let handle = std::thread::spawn(move || {
-            let _ = pusher.push(b"hi\n");
-        });
-        let mut taken = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while taken.is_empty() && std::time::Instant::now() < deadline {
-            taken.extend_from_slice(&outbox.wait_take(Some(Duration::from_secs(1))).0);
-        }
-        handle.join().expect("pusher thread");
-        assert_eq!(taken, b"hi\n");
-    }
-
-    #[test]
-    fn waker_is_called_when_work_appears() {
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(&self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let outbox = Outbox::with_waker(100, count.clone());
-        let _ = outbox.push(b"a");
-        let _ = outbox.push(b"b");
-        assert_eq!(
-            count.0.load(Ordering::SeqCst),
-            1,
-            "only the first push wakes"
-        );
-        outbox.close();
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }

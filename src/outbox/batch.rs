@@ -1,0 +1,197 @@
+//! What a writer takes from an outbox for one write: shared pieces of the
+//! room log and private lines, in the order the member is to receive them.
+
+use std::fmt;
+use std::io::{self, IoSlice, Write};
+
+use bytes::Bytes;
+
+use super::roomlog::ReaderId;
+
+/// The most parts (I/O vectors) one batch holds by default.
+pub const DEFAULT_BATCH_PARTS: usize = 64;
+/// The most bytes one batch holds by default: 256 KiB.
+pub const DEFAULT_BATCH_BYTES: usize = 256 * 1024;
+
+/// Where a part of a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Log,
+    Private,
+}
+
+/// The bytes a writer is to send next for one outbox, gathered by
+/// [`Outbox::fill`](super::Outbox::fill) without copying: each part refers
+/// to the room log's shared memory or to a private line.
+///
+/// A writer writes the batch ([`WriteBatch::write_to`], one vectored write),
+/// then tells the outbox how many bytes went out with
+/// [`Outbox::consume`](super::Outbox::consume). One batch can serve many
+/// outboxes in turn (an event loop keeps one): `fill` empties it first.
+///
+/// ```
+/// use std::sync::Arc;
+/// use chatcore::{ChatRoom, Outbox};
+/// use chatcore::outbox::WriteBatch;
+///
+/// let room = ChatRoom::new();
+/// let outbox = Arc::new(Outbox::new(1 << 20));
+/// room.join("ana", outbox.clone())?;
+/// let mut batch = WriteBatch::new();
+/// outbox.fill(&mut batch);
+/// let mut socket = Vec::new();
+/// let written = batch.write_to(&mut socket)?;
+/// outbox.consume(&mut batch, written);
+/// assert_eq!(socket, b"Welcome to the chat, ana!\nana has joined the chat.\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct WriteBatch {
+    pub(super) parts: Vec<Bytes>,
+    pub(super) sources: Vec<Source>,
+    pub(super) len: usize,
+    max_parts: usize,
+    max_bytes: usize,
+    /// The log reader the log parts were read for, if any.
+    pub(super) reader: Option<ReaderId>,
+}
+
+impl WriteBatch {
+    /// A batch of at most [`DEFAULT_BATCH_PARTS`] parts and
+    /// [`DEFAULT_BATCH_BYTES`] bytes.
+    pub fn new() -> Self {
+        Self::with_limits(DEFAULT_BATCH_PARTS, DEFAULT_BATCH_BYTES)
+    }
+
+    /// A batch of at most `max_parts` parts (at least 1) and `max_bytes`
+    /// bytes (at least 1).
+    pub fn with_limits(max_parts: usize, max_bytes: usize) -> Self {
+        WriteBatch {
+            parts: Vec::new(),
+            sources: Vec::new(),
+            len: 0,
+            max_parts: max_parts.max(1),
+            max_bytes: max_bytes.max(1),
+            reader: None,
+        }
+    }
+
+    /// A batch with no limits, that takes all an outbox has.
+    pub fn unbounded() -> Self {
+        Self::with_limits(usize::MAX, usize::MAX)
+    }
+
+    /// Bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The batch's parts, in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// Empties the batch (letting go of the memory it refers to).
+    pub fn clear(&mut self) {
+        self.parts.clear();
+        self.sources.clear();
+        self.len = 0;
+        self.reader = None;
+    }
+
+    /// Writes the batch with one vectored write (of at most
+    /// [`DEFAULT_BATCH_PARTS`] parts at a time); returns the bytes written.
+    /// The batch is unchanged: pass that count to
+    /// [`Outbox::consume`](super::Outbox::consume).
+    pub fn write_to<W: Write + ?Sized>(&self, writer: &mut W) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); DEFAULT_BATCH_PARTS];
+        let n = self.parts.len().min(DEFAULT_BATCH_PARTS);
+        for (slice, part) in slices.iter_mut().zip(&self.parts) {
+            *slice = IoSlice::new(part);
+        }
+        writer.write_vectored(&slices[..n])
+    }
+
+    /// Appends the batch's bytes to `out` (a copy).
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len);
+        for part in &self.parts {
+            out.extend_from_slice(part);
+        }
+    }
+
+    /// How many more bytes the batch takes.
+    pub(super) fn room(&self) -> usize {
+        if self.parts.len() >= self.max_parts {
+            0
+        } else {
+            self.max_bytes - self.len
+        }
+    }
+
+    pub(super) fn push_log(&mut self, bytes: Bytes) {
+        self.push(bytes, Source::Log);
+    }
+
+    /// Pushes (a prefix of, within the batch's room) a private line;
+    /// returns whether all of it went in.
+    pub(super) fn push_private(&mut self, bytes: &Bytes) -> bool {
+        let room = self.room();
+        if room == 0 {
+            return false;
+        }
+        if bytes.len() <= room {
+            self.push(bytes.clone(), Source::Private);
+            true
+        } else {
+            self.push(bytes.slice(..room), Source::Private);
+            false
+        }
+    }
+
+    fn push(&mut self, bytes: Bytes, source: Source) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.parts.push(bytes);
+        self.sources.push(source);
+    }
+
+    /// Splits the first `n` bytes into log bytes and private bytes.
+    pub(super) fn split_written(&self, n: usize) -> (u64, u64) {
+        let (mut log, mut private) = (0u64, 0u64);
+        let mut left = n.min(self.len);
+        for (part, source) in self.parts.iter().zip(&self.sources) {
+            if left == 0 {
+                break;
+            }
+            let k = part.len().min(left);
+            match source {
+                Source::Log => log += k as u64,
+                Source::Private => private += k as u64,
+            }
+            left -= k;
+        }
+        (log, private)
+    }
+}
+
+impl Default for WriteBatch {
+    fn default() -> Self {
+        WriteBatch::new()
+    }
+}
+
+impl fmt::Debug for WriteBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("parts", &self.parts.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
