@@ -115,12 +115,7 @@ impl Outbox {
         let n = batch.len();
         if n > 0 {
             self.consume_locked(state, &mut batch, n);
-            if state.status == OutboxState::Open {
-                state.waiting = true;
-                if let Some(at) = &state.reader {
-                    at.log.lock().arm_next(at.id);
-                }
-            }
+            arm_if_idle(state);
         }
         (bytes, status)
     }
@@ -190,6 +185,25 @@ impl Outbox {
         self.changed.notify_all();
         if let Some(waker) = &self.waker {
             waker.wake();
+        }
+    }
+}
+
+/// If nothing is left to write, arms the wake-up, so that the next line
+/// wakes the writer. The check and the arming are one step under the log's
+/// lock: a line appended in between cannot be missed.
+fn arm_if_idle(state: &mut State) {
+    if state.status != OutboxState::Open || state.private.len() > 0 {
+        return;
+    }
+    match &state.reader {
+        None => state.waiting = true,
+        Some(at) => {
+            let mut log = at.log.lock();
+            if log.pending(at.id) == 0 {
+                log.arm_next(at.id);
+                state.waiting = true;
+            }
         }
     }
 }
