@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 /// Which wire protocol the server under test speaks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
-    /// chatcore's line protocol (PROTOCOL.md).
+    /// chatcore's line protocol (docs/PROTOCOL.md).
     Chat,
     /// nats-server's text protocol: one subject as the room, one inbox per member.
     Nats,
@@ -182,10 +182,14 @@ impl Args {
             || self
                 .name_prefix
                 .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '(')
+                .any(|c| c.is_whitespace() || c.is_control() || ":(),".contains(c))
             || self.name_prefix.chars().count() + 5 > 32
         {
-            return Err("--name-prefix must be 1 to 27 characters, no spaces, ':' or '('".into());
+            return Err(
+                "--name-prefix must be 1 to 27 characters, no spaces, none of : ( ) , \
+                 and not start with '\\'"
+                    .into(),
+            );
         }
         if self.read_buf.is_some_and(|n| n < 8192) {
             return Err("--read-buf must be at least 8192".into());
