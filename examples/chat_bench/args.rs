@@ -215,3 +215,33 @@ impl Args {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix_accepted(prefix: &str) -> bool {
+        let mut args =
+            Args::try_parse_from(["chat_bench", "--name-prefix", prefix]).expect("the flags parse");
+        args.validate().is_ok()
+    }
+
+    #[test]
+    fn name_prefix_follows_the_protocol_name_rules() {
+        for prefix in ["b", "Ñandú", "o\\o", &"a".repeat(27)] {
+            assert!(prefix_accepted(prefix), "{prefix:?}");
+        }
+        for prefix in [
+            "",
+            "a b",
+            "\\b",
+            "b:",
+            "priv(",
+            "b)",
+            "a,b",
+            &"a".repeat(28),
+        ] {
+            assert!(!prefix_accepted(prefix), "{prefix:?}");
+        }
+    }
+}
