@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 /// Which wire protocol the server under test speaks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
-    /// chatcore's line protocol (PROTOCOL.md).
+    /// chatcore's line protocol (docs/PROTOCOL.md).
     Chat,
     /// nats-server's text protocol: one subject as the room, one inbox per member.
     Nats,
@@ -182,10 +182,14 @@ impl Args {
             || self
                 .name_prefix
                 .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '(')
+                .any(|c| c.is_whitespace() || c.is_control() || ":(),".contains(c))
             || self.name_prefix.chars().count() + 5 > 32
         {
-            return Err("--name-prefix must be 1 to 27 characters, no spaces, ':' or '('".into());
+            return Err(
+                "--name-prefix must be 1 to 27 characters, no spaces, none of : ( ) , \
+                 and not start with '\\'"
+                    .into(),
+            );
         }
         if self.read_buf.is_some_and(|n| n < 8192) {
             return Err("--read-buf must be at least 8192".into());
@@ -209,5 +213,35 @@ impl Args {
             Mode::Idle => 8 * 1024,
             _ => 64 * 1024,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix_accepted(prefix: &str) -> bool {
+        let mut args =
+            Args::try_parse_from(["chat_bench", "--name-prefix", prefix]).expect("the flags parse");
+        args.validate().is_ok()
+    }
+
+    #[test]
+    fn name_prefix_follows_the_protocol_name_rules() {
+        for prefix in ["b", "Ñandú", "o\\o", &"a".repeat(27)] {
+            assert!(prefix_accepted(prefix), "{prefix:?}");
+        }
+        for prefix in [
+            "",
+            "a b",
+            "\\b",
+            "b:",
+            "priv(",
+            "b)",
+            "a,b",
+            &"a".repeat(28),
+        ] {
+            assert!(!prefix_accepted(prefix), "{prefix:?}");
+        }
     }
 }

@@ -33,8 +33,9 @@ pub enum Frame<'a> {
 /// `None` ("need more bytes"), [`LineCodec::consume`] drops the decoded bytes
 /// from the buffer. Append what the next read brings, and repeat.
 ///
-/// The buffer never needs to hold more than `max_line + 2` bytes of an
-/// unfinished line: once a line is known to be too long, the codec reports
+/// After [`LineCodec::consume`], the buffer holds at most `max_line + 1`
+/// bytes of an unfinished line (the limit, plus a `\r` that a `\n` may
+/// follow): once a line is known to be too long, the codec reports
 /// [`Frame::TooLong`] and consumes (discards) its bytes as they arrive until
 /// the next `\n`.
 ///
