@@ -19,6 +19,10 @@ pub enum ServerError {
     /// An event loop could not be started.
     #[error("starting an event loop failed: {0}")]
     EventLoop(#[source] io::Error),
+    /// Every event loop has exited (their epoll failed; each logged why),
+    /// so no connection could be served any more.
+    #[error("no event loop is running")]
+    NoEventLoop,
 }
 
 /// Any error of the crate.
