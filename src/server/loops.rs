@@ -123,10 +123,12 @@ impl Server<TcpTransport> {
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                     Err(error) => {
                         match accept_failed(error, &mut backoff, self.connections.len()) {
-                            Ok(wait) => pause = Some(wait),
-                            Err(error) => break Err(error),
+                            Ok(wait) => {
+                                pause = Some(wait);
+                                break Ok(());
+                            }
+                            Err(fatal) => break Err(fatal),
                         }
-                        break Ok(());
                     }
                 }
             };
