@@ -11,11 +11,11 @@ use tokio::net::TcpStream;
 use tokio::task::JoinError;
 
 /// One burst: when it started, clients still without an outcome, and when
-/// its last client got its reply.
+/// the last reply among its clients came.
 struct Burst {
     start: Instant,
     left: usize,
-    done: Option<Instant>,
+    last_reply: Option<Instant>,
 }
 
 /// What the storm measured.
@@ -75,7 +75,7 @@ impl StormReport {
         self.bursts.push(Burst {
             start,
             left: count,
-            done: None,
+            last_reply: None,
         });
         self.bursts.len() - 1
     }
@@ -111,6 +111,9 @@ impl StormReport {
                 self.reply_secs.push(replied.as_secs_f64());
                 self.connect_secs.push(connected.as_secs_f64());
                 self.last_reply = Some(self.last_reply.map_or(at, |l| l.max(at)));
+                if let Some(burst) = self.bursts.get_mut(b) {
+                    burst.last_reply = Some(burst.last_reply.map_or(at, |l| l.max(at)));
+                }
                 held.push(stream);
             }
             ClientOutcome::Failed(why) => {
@@ -126,9 +129,6 @@ impl StormReport {
         }
         if let Some(burst) = self.bursts.get_mut(b) {
             burst.left = burst.left.saturating_sub(1);
-            if burst.left == 0 {
-                burst.done = Some(Instant::now());
-            }
         }
     }
 
@@ -151,11 +151,12 @@ impl StormReport {
         self.reply_secs.last().copied().unwrap_or(0.0)
     }
 
-    /// The longest burst, from its start until its last client's reply.
+    /// The longest burst, from its start until the last reply among its
+    /// clients (stragglers and failures not counted).
     fn longest_burst_secs(&self) -> f64 {
         self.bursts
             .iter()
-            .filter_map(|b| b.done.map(|d| d.duration_since(b.start)))
+            .filter_map(|b| b.last_reply.map(|d| d.duration_since(b.start)))
             .max()
             .unwrap_or(Duration::ZERO)
             .as_secs_f64()
@@ -220,7 +221,7 @@ impl Outcome for StormReport {
         row(
             "bursts",
             format!(
-                "{}, longest {:.3} s",
+                "{}, longest {:.3} s to its last reply",
                 self.bursts.len(),
                 self.longest_burst_secs()
             ),
