@@ -44,6 +44,8 @@ NATS=${NATS:-1}
 OUT=${OUT:-target/fanout}
 # Hard bound on one chat_bench run, whatever its own phase timeouts say.
 RUN_TIMEOUT=${RUN_TIMEOUT:-400}
+# Where cargo puts the binaries (CARGO_TARGET_DIR is honoured).
+BIN=${CARGO_TARGET_DIR:-target}/release/examples
 
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -89,7 +91,7 @@ start_server() { # $1 = chat|nats, $2 = log prefix
   case $1 in
     chat)
       # shellcheck disable=SC2086
-      target/release/examples/tcp_server --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+      "$BIN/tcp_server" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
       wait_port "$log.out" '^Server listening on '
@@ -143,7 +145,7 @@ for sc in $SCENARIOS; do
       args="--addr 127.0.0.1:$SERVER_PORT --proto $srv $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
       echo "== $tag: chat_bench $args"
       # shellcheck disable=SC2086
-      timeout -k 5 "$RUN_TIMEOUT" target/release/examples/chat_bench $args \
+      timeout -k 5 "$RUN_TIMEOUT" "$BIN/chat_bench" $args \
         >"$OUT/$tag.json" 2>"$OUT/$tag.err" && rc=0 || rc=$?
       case $rc in
         0) ;;
