@@ -29,6 +29,7 @@ fn owned(frame: Frame<'_>) -> Owned {
         Frame::Line(text) => Owned::Line(text.to_owned()),
         Frame::TooLong => Owned::TooLong,
         Frame::InvalidUtf8 => Owned::InvalidUtf8,
+        other => panic!("a frame this test does not know: {other:?}"),
     }
 }
 
@@ -189,6 +190,7 @@ fn cmd(command: Command<'_>) -> Cmd {
         Command::List => Cmd::List,
         Command::Help => Cmd::Help,
         Command::Quit => Cmd::Quit,
+        other => panic!("a command this test does not know: {other:?}"),
     }
 }
 

@@ -14,6 +14,7 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// One unit decoded from a client's byte stream, borrowed from the read
 /// buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame<'a> {
     /// A complete line: valid UTF-8, without its `\n` (nor a `\r` right
     /// before it), at most the codec's maximum length.

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// One line the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply<'a> {
     /// `NAME`: the server asks for a name.
     Name,
