@@ -13,7 +13,7 @@
 # Environment:
 #   RUNS=1             runs per scenario and server; the table shows medians
 #                      (lost/dup/misordered/disconnected: the worst run)
-#   SCENARIOS="A B C D"
+#   SCENARIOS="A B C D E"
 #   DURATION=10        seconds of sending in A, B and C (D holds for 5 s)
 #   CHAT_SERVER_ARGS=  extra tcp_server flags, e.g. "--io threads"
 #   BENCH_ARGS=        extra chat_bench flags, e.g. "--threads 1"
@@ -27,11 +27,16 @@
 #   B  1000 members, 10 senders x 100 msg/s, public (1M deliveries/s)
 #   C  1000 members, 100 senders flat out (window 128), private
 #   D  10,000 members, idle (every join announced to all: ~50M join lines)
+#   E  connect storm: 10,000 clients, 1,000 starting their connect at the
+#      same moment (the next 1,000 once those have their reply, or after
+#      5 s); the time until every client has its NAME (nats: the PONG to
+#      CONNECT+PING), and the stragglers still without it after 30 s. The
+#      clients hold without joining.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
-SCENARIOS=${SCENARIOS:-"A B C D"}
+SCENARIOS=${SCENARIOS:-"A B C D E"}
 DURATION=${DURATION:-10}
 CHAT_SERVER_ARGS=${CHAT_SERVER_ARGS:-}
 BENCH_ARGS=${BENCH_ARGS:-}
@@ -39,6 +44,8 @@ NATS=${NATS:-1}
 OUT=${OUT:-target/fanout}
 # Hard bound on one chat_bench run, whatever its own phase timeouts say.
 RUN_TIMEOUT=${RUN_TIMEOUT:-400}
+# Where cargo puts the binaries (CARGO_TARGET_DIR is honoured).
+BIN=${CARGO_TARGET_DIR:-target}/release/examples
 
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -84,7 +91,7 @@ start_server() { # $1 = chat|nats, $2 = log prefix
   case $1 in
     chat)
       # shellcheck disable=SC2086
-      target/release/examples/tcp_server --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+      "$BIN/tcp_server" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
       wait_port "$log.out" '^Server listening on '
@@ -107,6 +114,7 @@ scenario_args() {
     B) echo "--mode public --members 1000 --senders 10 --rate 100 --duration $DURATION" ;;
     C) echo "--mode private --members 1000 --senders 100 --window 128 --duration $DURATION" ;;
     D) echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120" ;;
+    E) echo "--mode storm --members 10000 --burst 1000 --burst-wait 5 --storm-timeout 30" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -137,7 +145,7 @@ for sc in $SCENARIOS; do
       args="--addr 127.0.0.1:$SERVER_PORT --proto $srv $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
       echo "== $tag: chat_bench $args"
       # shellcheck disable=SC2086
-      timeout -k 5 "$RUN_TIMEOUT" target/release/examples/chat_bench $args \
+      timeout -k 5 "$RUN_TIMEOUT" "$BIN/chat_bench" $args \
         >"$OUT/$tag.json" 2>"$OUT/$tag.err" && rc=0 || rc=$?
       case $rc in
         0) ;;
@@ -157,15 +165,22 @@ field() {
   sed -n "s/.*\"$2\":\\(-\\{0,1\\}[0-9][0-9.e+-]*\\).*/\\1/p" "$1" | head -n1
 }
 
-# agg SCENARIO SERVER KEY median|max: the figure over the runs.
+# agg SCENARIO SERVER KEY median|max|all: the figure over the runs ("all":
+# the median, but nothing when a run lacks the figure, as E's time to all
+# NAMEs does when a client never got one).
 agg() {
-  local vals=() v f
+  local vals=() v f files=0
   for f in "$OUT/$1.$2".*.json; do
     [[ -e "$f" ]] || continue
+    files=$((files + 1))
     v=$(field "$f" "$3")
     [[ -n "$v" ]] && vals+=("$v")
   done
   ((${#vals[@]})) || { echo ""; return; }
+  if [[ "$4" == all && ${#vals[@]} -ne $files ]]; then
+    echo ""
+    return
+  fi
   printf '%s\n' "${vals[@]}" | sort -g | awk -v how="$4" '
     { a[NR] = $1 }
     END {
@@ -223,6 +238,14 @@ for sc in $SCENARIOS; do
       row "server RSS B/member, joined" D server_rss_per_member_bytes median 0 ""
       row "server RSS B/member, idle" D server_rss_per_idle_member_bytes median 0 "<= 4096"
       row "server cpu s (connect)" D server_cpu_connect_secs median 2 ""
+      ;;
+    E)
+      row "got NAME / PONG" E joined median 0 "10000"
+      row "time to all NAMEs s" E storm_all_secs all 3 "every client"
+      row "time to last reply s" E storm_last_secs median 3 ""
+      row "slowest client s" E storm_slowest_secs median 3 ""
+      row "stragglers" E stragglers max 0 "0"
+      row "failed" E failed max 0 "0"
       ;;
   esac
   for key in dups misordered disconnected; do

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example tcp_server -- [--addr <host:port>] [--max-clients <n>]
 //!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
-//!     [--io events|threads] [--loops <n>]
+//!     [--io events|threads] [--loops <n>] [--backlog <n>]
 //! ```
 //!
 //! Prints `Server listening on <ip>:<port>` as its first line on standard
@@ -44,6 +44,12 @@ struct Args {
     /// Event loops with `--io events` (0: one per core).
     #[arg(long, default_value_t = 0)]
     loops: usize,
+    /// Connections waiting to be accepted at most (the listen backlog);
+    /// the kernel caps it (Linux: net.core.somaxconn). Default: the
+    /// system's maximum, so that a burst of clients connecting at once is
+    /// not dropped.
+    #[arg(long)]
+    backlog: Option<u32>,
 }
 
 /// How the server drives its connections.
@@ -113,6 +119,19 @@ fn log_capacity(max_clients: usize, io: Io) {
     }
 }
 
+/// Logs the listen backlog in force, and whether the system capped the
+/// one asked for.
+fn log_backlog(transport: &TcpTransport, asked: Option<u32>) {
+    match (transport.backlog(), asked) {
+        (Some(backlog), Some(asked)) if backlog < asked => {
+            log::warn!("listen backlog {backlog}: --backlog {asked} is more than the system allows")
+        }
+        (Some(backlog), Some(_)) => log::info!("listen backlog {backlog}"),
+        (Some(backlog), None) => log::info!("listen backlog {backlog} (the system's maximum)"),
+        (None, _) => log::info!("listen backlog: the system's maximum"),
+    }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
@@ -128,7 +147,11 @@ fn main() -> ExitCode {
         log::error!("{error}");
         return ExitCode::FAILURE;
     }
-    let transport = match TcpTransport::bind(&args.addr) {
+    let bound = match args.backlog {
+        Some(backlog) => TcpTransport::bind_with_backlog(&args.addr, backlog),
+        None => TcpTransport::bind(&args.addr),
+    };
+    let transport = match bound {
         Ok(transport) => transport,
         Err(error) => {
             log::error!("cannot listen on {}: {error}", args.addr);
@@ -152,6 +175,7 @@ fn main() -> ExitCode {
         }
     });
 
+    log_backlog(server.transport(), args.backlog);
     log_capacity(args.max_clients, args.io);
     spawn_heap_trimmer();
 

@@ -23,6 +23,10 @@ pub enum ServerError {
     /// The limits cannot work together; nothing was started.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Every event loop has exited (their epoll failed; each logged why),
+    /// so no connection could be served any more.
+    #[error("no event loop is running")]
+    NoEventLoop,
 }
 
 /// Any error of the crate.

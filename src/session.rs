@@ -348,11 +348,11 @@ mod tests {
             c.lines(),
             [
                 "NAME",
-                "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+                "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.",
                 "NAME",
                 "Name 'ANA' is already taken.",
                 "NAME",
-                "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+                "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.",
                 "NAME",
                 "Welcome to the chat, bob!",
                 "bob has joined the chat.",

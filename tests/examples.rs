@@ -556,7 +556,7 @@ fn client_exits_with_1_when_its_flag_name_is_invalid() {
         let mut ana = client_at(server.addr, &["--name", "\\ana"]);
         ana.expect_lines(&[
             "NAME",
-            "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+            "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.",
         ]);
         ana.expect_stdout_end();
         ana.expect_exit(1);

@@ -7,7 +7,7 @@ use chatcore::ServerConfig;
 use common::{wait_until, Client, TestServer, IO_MODES};
 
 const INVALID_NAME: &str =
-    "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.";
+    "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.";
 
 /// Connects and reads the server's first line, which must be `NAME`.
 fn connect_named(server: &TestServer, label: &str) -> Client {
@@ -79,6 +79,9 @@ fn invalid_names_get_the_invalid_line_then_name_again() {
             ("a leading backslash", "\\ana".to_owned()),
             ("a command as the name", "\\w".to_owned()),
             ("a leading space", " ana".to_owned()),
+            ("a colon", "ana:".to_owned()),
+            ("parentheses", "priv(ana)".to_owned()),
+            ("a comma", "x,y".to_owned()),
         ];
         for (what, name) in &cases {
             client.send_line(name);
@@ -94,6 +97,37 @@ fn invalid_names_get_the_invalid_line_then_name_again() {
         client.name = "ana".to_owned();
         client.send_line("\\list");
         client.expect("Users online (1): ana");
+    }
+}
+
+#[test]
+fn names_that_could_pass_for_another_members_line_are_refused() {
+    for &io in IO_MODES {
+        let server = TestServer::start(io);
+        let mut ana = server.join("ana");
+        let mut bob = server.join("bob");
+        ana.expect("bob has joined the chat.");
+        let mut client = connect_named(&server, "spoofer");
+        // `priv(ana)` saying `hi` would read as a whisper from ana; `ana:`
+        // joining would read as ana speaking; `,` would break `\list`.
+        for name in ["priv(ana)", "ana:", "x,y", "(", ")", ":", ","] {
+            client.send_line(name);
+            let line = client.line();
+            assert_eq!(line, INVALID_NAME, "name {name:?}");
+            let line = client.line();
+            assert_eq!(line, "NAME", "after the name {name:?}");
+        }
+        // Nothing was announced to anyone, and nobody joined.
+        ana.expect_nothing_pending();
+        bob.expect_nothing_pending();
+        ana.send_line("\\list");
+        ana.expect("Users online (2): ana, bob");
+        // Still in the handshake: a valid name now joins.
+        client.send_line("cy");
+        client.expect("Welcome to the chat, cy!");
+        client.expect("cy has joined the chat.");
+        ana.expect("cy has joined the chat.");
+        bob.expect("cy has joined the chat.");
     }
 }
 

@@ -1,6 +1,6 @@
 //! Limits over real TCP: the maximum of clients, the handshake timeout, the
-//! slow-consumer policy and capacity (PROTOCOL.md, "Handshake" and "Leaving,
-//! limits and shutdown").
+//! slow-consumer policy and capacity (docs/PROTOCOL.md, "Handshake" and
+//! "Leaving, limits and shutdown").
 
 mod common;
 
@@ -17,7 +17,7 @@ use common::{Client, TestServer, IO_MODES, TIMEOUT};
 const FULL: &str = "Server is full.";
 const TIMED_OUT: &str = "Timed out waiting for a name.";
 const INVALID_NAME: &str =
-    "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.";
+    "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.";
 
 /// Connects until the server answers `NAME` rather than `Server is full.`
 /// (a slot frees only once the server has noticed a close), bounded by

@@ -365,7 +365,7 @@ fn memory_slow_consumer_with_small_pipes_is_disconnected_while_others_keep_flowi
     /// Lines per round: ~900 bytes, well under the 8 KiB queues.
     const ROUND: usize = 8;
     const MAX_LINES: usize = 10_000;
-    let config = ServerConfig::default().queue_bytes(8 * 1024);
+    let config = ServerConfig::default().max_line(1024).queue_bytes(8 * 1024);
     let server = MemServer::with_pipe_capacity(1024, config);
     let mut flooder = server.join("flooder");
     let mut observer = server.join("observer");

@@ -1,5 +1,5 @@
-//! Ordering over real TCP (PROTOCOL.md, "Ordering"): one total order of room
-//! events at every member, per-sender order, and the boundaries of a
+//! Ordering over real TCP (docs/PROTOCOL.md, "Ordering"): one total order of
+//! room events at every member, per-sender order, and the boundaries of a
 //! member's view at its join and its leave.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Shutdown over real TCP (PROTOCOL.md, "Leaving, limits and shutdown"):
+//! Shutdown over real TCP (docs/PROTOCOL.md, "Leaving, limits and shutdown"):
 //! every member gets every line accepted before, then `Server is shutting
 //! down.` as its last line and the end of stream; connections in the
 //! handshake get the same line; nothing blocks the server from stopping.
@@ -18,7 +18,7 @@ use common::{wait_until, Client, TestServer, IO_MODES, TIMEOUT};
 const LAST: &str = "Server is shutting down.";
 
 /// Stops the server and checks that `run` returned within `limit`:
-/// PROTOCOL.md has the process exit within a few seconds of the shutdown.
+/// docs/PROTOCOL.md has the process exit within a few seconds of the shutdown.
 fn stop_within(server: &mut TestServer, limit: Duration) {
     let started = Instant::now();
     server.stop().expect("the server stopped cleanly");

@@ -1,12 +1,14 @@
 //! Command-line flags of chat_bench and their validation.
 
+use crate::churn::ChurnArgs;
+use crate::storm::StormArgs;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 
 /// Which wire protocol the server under test speaks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
-    /// chatcore's line protocol (PROTOCOL.md).
+    /// chatcore's line protocol (docs/PROTOCOL.md).
     Chat,
     /// nats-server's text protocol: one subject as the room, one inbox per member.
     Nats,
@@ -31,6 +33,14 @@ pub enum Mode {
     Private,
     /// Members only connect and hold.
     Idle,
+    /// Connect storm: clients connect in bursts of --burst at once and wait
+    /// for the server's first reply (chat: `NAME`; nats: the `PONG` to
+    /// CONNECT+PING), then hold without joining.
+    Storm,
+    /// Soak: steady members chat (public lines and whispers, paced) while
+    /// --churners members join and leave continuously; the server's RSS is
+    /// sampled as it runs.
+    Churn,
 }
 
 impl Proto {
@@ -57,6 +67,8 @@ impl Mode {
             Mode::Public => "public",
             Mode::Private => "private",
             Mode::Idle => "idle",
+            Mode::Storm => "storm",
+            Mode::Churn => "churn",
         }
     }
 }
@@ -127,6 +139,10 @@ pub struct Args {
     /// Read buffer per member in bytes (default: 64 KiB, 8 KiB in idle mode).
     #[arg(long)]
     pub read_buf: Option<usize>,
+    #[command(flatten)]
+    pub storm: StormArgs,
+    #[command(flatten)]
+    pub churn: ChurnArgs,
 }
 
 impl Args {
@@ -141,7 +157,7 @@ impl Args {
         if self.members == 0 {
             return Err("--members must be at least 1".into());
         }
-        if self.mode == Mode::Idle {
+        if matches!(self.mode, Mode::Idle | Mode::Storm) {
             self.senders = 0;
         }
         if self.senders > self.members {
@@ -150,7 +166,7 @@ impl Args {
         if self.mode == Mode::Private && self.members < 2 {
             return Err("private mode needs at least 2 members".into());
         }
-        if self.mode != Mode::Idle && self.senders == 0 {
+        if !matches!(self.mode, Mode::Idle | Mode::Storm) && self.senders == 0 {
             return Err("--senders must be at least 1 outside idle mode".into());
         }
         if self.window == 0 {
@@ -182,15 +198,26 @@ impl Args {
             || self
                 .name_prefix
                 .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '(')
+                .any(|c| c.is_whitespace() || c.is_control() || ":(),".contains(c))
             || self.name_prefix.chars().count() + 5 > 32
         {
-            return Err("--name-prefix must be 1 to 27 characters, no spaces, ':' or '('".into());
+            return Err(
+                "--name-prefix must be 1 to 27 characters, no spaces, none of : ( ) , \
+                 and not start with '\\'"
+                    .into(),
+            );
         }
         if self.read_buf.is_some_and(|n| n < 8192) {
             return Err("--read-buf must be at least 8192".into());
         }
-        Ok(())
+        self.storm.validate(self.mode)?;
+        self.churn.validate(
+            self.mode,
+            self.proto,
+            self.members,
+            self.rate,
+            &self.name_prefix,
+        )
     }
 
     /// Whether public messages complete only once every member has them.
@@ -209,5 +236,35 @@ impl Args {
             Mode::Idle => 8 * 1024,
             _ => 64 * 1024,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix_accepted(prefix: &str) -> bool {
+        let mut args =
+            Args::try_parse_from(["chat_bench", "--name-prefix", prefix]).expect("the flags parse");
+        args.validate().is_ok()
+    }
+
+    #[test]
+    fn name_prefix_follows_the_protocol_name_rules() {
+        for prefix in ["b", "Ñandú", "o\\o", &"a".repeat(27)] {
+            assert!(prefix_accepted(prefix), "{prefix:?}");
+        }
+        for prefix in [
+            "",
+            "a b",
+            "\\b",
+            "b:",
+            "priv(",
+            "b)",
+            "a,b",
+            &"a".repeat(28),
+        ] {
+            assert!(!prefix_accepted(prefix), "{prefix:?}");
+        }
     }
 }

@@ -234,8 +234,18 @@ async fn read_loop(
                                 acks.add(s.sender as usize, idx);
                             }
                         }
-                        Event::Join => st.joins += 1,
-                        Event::Leave => st.leaves += 1,
+                        Event::Join => {
+                            st.joins += 1;
+                            if let Some(n) = &mut st.notices {
+                                n.joined(line);
+                            }
+                        }
+                        Event::Leave => {
+                            st.leaves += 1;
+                            if let Some(n) = &mut st.notices {
+                                n.left(line);
+                            }
+                        }
                         Event::Ping => pongs += 1,
                         Event::Frame | Event::Pong => {}
                         Event::Other => st.note_other(line),
@@ -244,6 +254,7 @@ async fn read_loop(
             });
             live.deliveries.store(st.deliveries, Relaxed);
             live.joins.store(st.joins, Relaxed);
+            live.errors.store(st.errors(), Relaxed);
             acks.flush(shared, idx, st);
         }
         for _ in 0..pongs {

@@ -2,6 +2,8 @@
 //! table for people and one JSON line for scripts.
 
 use crate::args::{Args, Mode};
+use crate::churn::ChurnReport;
+use crate::json::Json;
 use crate::procfs::ProcSample;
 use crate::stats::Latency;
 use std::fmt::Write;
@@ -69,6 +71,8 @@ pub struct Report {
 
     pub server: Option<ProcTrace>,
     pub loader: ProcTrace,
+    /// Churn mode: the churn's own figures.
+    pub churn: Option<ChurnReport>,
 }
 
 fn per_sec(n: u64, secs: f64) -> f64 {
@@ -126,7 +130,8 @@ impl Report {
         self.join_lines_expected.saturating_sub(self.join_lines)
     }
 
-    /// Whether every member joined and every delivery checked out.
+    /// Whether every member joined and every delivery checked out (churn
+    /// mode: and no line failed a check, and RSS stayed flat if asked).
     pub fn passed(&self) -> bool {
         self.joined == self.members
             && self.lost == 0
@@ -134,6 +139,16 @@ impl Report {
             && self.misordered == 0
             && self.disconnected == 0
             && self.join_lines_missing() == 0
+            && self
+                .churn
+                .as_ref()
+                .is_none_or(|c| c.passed() && self.other_lines == 0)
+    }
+
+    /// Churn mode: every check that failed, other than loss and order.
+    pub fn errors(&self) -> u64 {
+        let churn = self.churn.as_ref().map_or(0, ChurnReport::errors);
+        churn + self.other_lines + (self.disconnected + self.join_failures) as u64
     }
 
     fn rss_per_member_bytes(t: &ProcTrace, members: usize) -> f64 {
@@ -278,6 +293,10 @@ impl Report {
             proc_rows("server", t);
         }
         proc_rows("loader", &self.loader);
+        if let Some(c) = &self.churn {
+            row("errors", self.errors().to_string());
+            c.rows(&mut row);
+        }
         let _ = writeln!(
             s,
             "  {:<24} {}",
@@ -362,83 +381,25 @@ impl Report {
             trace("server", t);
         }
         trace("loader", &self.loader);
+        if let Some(c) = &self.churn {
+            j.num("errors", self.errors() as f64);
+            c.json_fields(&mut j);
+        }
         j.raw("passed", if self.passed() { "true" } else { "false" });
         j.finish()
     }
 }
 
-/// A flat JSON object written field by field.
-#[derive(Default)]
-struct Json(String);
+impl crate::Outcome for Report {
+    fn table(&self) -> String {
+        Report::table(self)
+    }
 
-impl Json {
-    fn key(&mut self, k: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        push_json_str(&mut self.0, k);
-        self.0.push(':');
+    fn json(&self) -> String {
+        Report::json(self)
     }
-    fn raw(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.0.push_str(v);
-    }
-    fn num(&mut self, k: &str, v: f64) {
-        self.key(k);
-        if !v.is_finite() {
-            self.0.push_str("null");
-        } else if v.fract() == 0.0 && v.abs() < 1e15 {
-            let _ = write!(self.0, "{}", v as i64);
-        } else {
-            let _ = write!(self.0, "{v:.6}");
-        }
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        push_json_str(&mut self.0, v);
-    }
-    fn opt_str(&mut self, k: &str, v: Option<&str>) {
-        match v {
-            Some(v) => self.str(k, v),
-            None => self.raw(k, "null"),
-        }
-    }
-    fn finish(mut self) -> String {
-        if self.0.is_empty() {
-            self.0.push('{');
-        }
-        self.0.push('}');
-        self.0
-    }
-}
 
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_escapes_and_formats() {
-        let mut j = Json::default();
-        j.str("a", "x\"y\n");
-        j.num("b", 3.0);
-        j.num("c", 0.5);
-        j.raw("d", "null");
-        assert_eq!(j.finish(), r#"{"a":"x\"y\n","b":3,"c":0.500000,"d":null}"#);
+    fn passed(&self) -> bool {
+        Report::passed(self)
     }
 }

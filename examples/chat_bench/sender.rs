@@ -49,7 +49,14 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
     let args = &shared.args;
     let me = &shared.senders[idx];
     let members = args.members as u64;
-    let private = args.mode == Mode::Private;
+    // Per mille of messages that are whispers.
+    let whispers = match args.mode {
+        Mode::Private => 1000,
+        Mode::Churn => (args.churn.whisper_share * 1000.0).round() as u64,
+        _ => 0,
+    };
+    let churn = args.mode == Mode::Churn;
+    let mut public = 0u64;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((idx as u64 + 1) << 20));
     let mut enc = Encoder::new(args.proto, args.size, &args.name_prefix);
     let mut out = Vec::with_capacity(args.window.max(64) * (args.size + 64));
@@ -117,10 +124,19 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
         out.clear();
         for _ in 0..n {
             seq += 1;
-            let target = private.then(|| {
+            let whisper = whispers >= 1000 || (whispers > 0 && rng.next() % 1000 < whispers);
+            let target = whisper.then(|| {
                 let t = rng.next() % (members - 1);
                 (if t >= idx as u64 { t + 1 } else { t }) as usize
             });
+            if churn {
+                match target {
+                    Some(t) => {
+                        shared.whispers_to[t].fetch_add(1, Relaxed);
+                    }
+                    None => public += 1,
+                }
+            }
             let stamp = Stamp {
                 sender: idx as u32,
                 seq,
@@ -130,6 +146,7 @@ async fn send(shared: &Shared, idx: usize, wr: &Writer) {
         }
         // Counted as sent once handed to the connection: if the write fails,
         // the server dropped us and those messages count as lost.
+        me.public.store(public, Relaxed);
         me.sent.store(seq, Relaxed);
         let mut w = wr.lock().await;
         match timeout_at((end + WRITE_GRACE).into(), w.write_all(&out)).await {

@@ -24,6 +24,8 @@ pub enum Phase {
 pub struct LiveCounters {
     pub deliveries: AtomicU64,
     pub joins: AtomicU64,
+    /// Lines that failed a check other than loss and order (churn mode).
+    pub errors: AtomicU64,
     pub closed: AtomicBool,
 }
 
@@ -35,6 +37,8 @@ pub struct SenderState {
     pub progress: Notify,
     /// Messages written so far (the last sequence number used).
     pub sent: AtomicU64,
+    /// Churn mode: of those, the public ones.
+    pub public: AtomicU64,
     /// Set when the sender has stopped for good.
     pub done: AtomicBool,
 }
@@ -47,6 +51,8 @@ pub struct Shared {
     /// `--ack all`: per member (rows) and sender (columns), the highest
     /// sequence number received, published after every read.
     pub received: Vec<AtomicU64>,
+    /// Churn mode: per steady member, the whispers written to it.
+    pub whispers_to: Vec<AtomicU64>,
     pub senders: Vec<SenderState>,
     /// Bounds the handshakes in progress.
     pub connect_gate: Semaphore,
@@ -73,11 +79,17 @@ impl Shared {
             } else {
                 Vec::new()
             },
+            whispers_to: if args.mode == Mode::Churn {
+                (0..args.members).map(|_| AtomicU64::new(0)).collect()
+            } else {
+                Vec::new()
+            },
             senders: (0..args.senders)
                 .map(|_| SenderState {
                     window: Semaphore::new(window),
                     progress: Notify::new(),
                     sent: AtomicU64::new(0),
+                    public: AtomicU64::new(0),
                     done: AtomicBool::new(false),
                 })
                 .collect(),
@@ -136,6 +148,18 @@ impl Shared {
 
     pub fn total_joins(&self) -> u64 {
         self.live.iter().map(|c| c.joins.load(Relaxed)).sum()
+    }
+
+    /// Churn mode: the payloads steady member `m` should receive: every
+    /// public line, and the whispers written to it.
+    pub fn expected_for(&self, m: usize) -> u64 {
+        let public: u64 = self.senders.iter().map(|s| s.public.load(Relaxed)).sum();
+        public + self.whispers_to.get(m).map_or(0, |w| w.load(Relaxed))
+    }
+
+    /// Churn mode: lines that failed a check, over every steady member.
+    pub fn total_errors(&self) -> u64 {
+        self.live.iter().map(|c| c.errors.load(Relaxed)).sum()
     }
 
     pub fn total_sent(&self) -> u64 {

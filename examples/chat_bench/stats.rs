@@ -1,5 +1,6 @@
 //! Delivery checking: what each member saw, and the totals over all members.
 
+use crate::churn::Notices;
 use crate::proto::Stamp;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -110,6 +111,8 @@ pub struct MemberStats {
     pub first_other: Option<String>,
     /// Why the connection ended before the run did, if it did.
     pub closed_early: Option<String>,
+    /// Churn mode: the join and leave notices' check.
+    pub notices: Option<Notices>,
     /// Highest sequence number seen per sender (0 = none yet).
     last_seq: Vec<u64>,
 }
@@ -128,6 +131,7 @@ impl MemberStats {
             other: 0,
             first_other: None,
             closed_early: None,
+            notices: None,
             last_seq: vec![0; senders],
         }
     }
@@ -150,6 +154,12 @@ impl MemberStats {
         }
         self.deliveries += 1;
         Some((now_ns.saturating_sub(s.sent_ns) / 1000).max(1))
+    }
+
+    /// Lines that failed a check other than loss and order: unexpected
+    /// lines, and (churn mode) malformed notices.
+    pub fn errors(&self) -> u64 {
+        self.other + self.notices.as_ref().map_or(0, |n| n.bad)
     }
 
     /// The highest sequence number received from `sender` (0 = none).
@@ -191,6 +201,9 @@ pub struct Totals {
     pub first_other: Option<String>,
     pub disconnected: usize,
     pub first_disconnect: Option<String>,
+    /// Churn mode: notices that failed their check, and the first of them.
+    pub bad_notices: u64,
+    pub first_bad_notice: Option<String>,
     /// Per member, payloads received minus duplicates (for the loss check).
     pub unique_per_member: Vec<u64>,
     pub latency: Latency,
@@ -215,6 +228,12 @@ impl Totals {
             t.other += m.other;
             if t.first_other.is_none() {
                 t.first_other = m.first_other;
+            }
+            if let Some(n) = m.notices {
+                t.bad_notices += n.bad;
+                if t.first_bad_notice.is_none() {
+                    t.first_bad_notice = n.first_bad;
+                }
             }
             if let Some(why) = m.closed_early {
                 t.disconnected += 1;

@@ -14,6 +14,7 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// One unit decoded from a client's byte stream, borrowed from the read
 /// buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame<'a> {
     /// A complete line: valid UTF-8, without its `\n` (nor a `\r` right
     /// before it), at most the codec's maximum length.
@@ -33,8 +34,9 @@ pub enum Frame<'a> {
 /// `None` ("need more bytes"), [`LineCodec::consume`] drops the decoded bytes
 /// from the buffer. Append what the next read brings, and repeat.
 ///
-/// The buffer never needs to hold more than `max_line + 2` bytes of an
-/// unfinished line: once a line is known to be too long, the codec reports
+/// After [`LineCodec::consume`], the buffer holds at most `max_line + 1`
+/// bytes of an unfinished line (the limit, plus a `\r` that a `\n` may
+/// follow): once a line is known to be too long, the codec reports
 /// [`Frame::TooLong`] and consumes (discards) its bytes as they arrive until
 /// the next `\n`.
 ///

@@ -6,6 +6,7 @@
 /// `\help`, or the whole line is exactly `QUIT`; every other line is public
 /// text, kept as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command<'a> {
     /// Public text for every member.
     Say(&'a str),

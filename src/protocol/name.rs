@@ -3,6 +3,12 @@
 /// The most characters (Unicode scalar values) a name may have.
 pub const MAX_NAME_CHARS: usize = 32;
 
+/// The characters a name may not hold because a name with one of them could
+/// pass for another member's line: `priv(ana)` saying `hi` would read as a
+/// whisper from `ana`, `ana:` joining as `ana` speaking, and a `,` would
+/// break the `\list` line.
+pub const RESERVED_NAME_CHARS: [char; 4] = [':', '(', ')', ','];
+
 /// Why a name is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -19,11 +25,14 @@ pub enum NameError {
     /// The name starts with `\`, which commands start with.
     #[error("invalid name: it starts with '\\'")]
     LeadingBackslash,
+    /// The name holds one of [`RESERVED_NAME_CHARS`] (`:` `(` `)` `,`).
+    #[error("invalid name: it contains one of : ( ) ,")]
+    ReservedCharacter,
 }
 
-/// Checks a name against the protocol's rules: 1 to 32 characters, none of
-/// them white space or a control character (as Unicode defines them), and no
-/// leading `\`.
+/// Checks a name against the protocol's rules (version 1.1): 1 to 32
+/// characters, none of them white space or a control character (as Unicode
+/// defines them) or one of `:` `(` `)` `,`, and no leading `\`.
 ///
 /// ```
 /// use chatcore::protocol::{validate_name, NameError};
@@ -32,6 +41,7 @@ pub enum NameError {
 /// assert_eq!(validate_name("a b"), Err(NameError::BadCharacter));
 /// assert_eq!(validate_name("a\u{a0}b"), Err(NameError::BadCharacter));
 /// assert_eq!(validate_name(r"\w"), Err(NameError::LeadingBackslash));
+/// assert_eq!(validate_name("priv(ana)"), Err(NameError::ReservedCharacter));
 /// ```
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
@@ -48,6 +58,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         }
         if c.is_whitespace() || c.is_control() {
             return Err(NameError::BadCharacter);
+        }
+        if RESERVED_NAME_CHARS.contains(&c) {
+            return Err(NameError::ReservedCharacter);
         }
     }
     Ok(())
@@ -101,6 +114,32 @@ mod tests {
     fn a_backslash_is_refused_only_at_the_start() {
         assert_eq!(validate_name(r"\o/"), Err(NameError::LeadingBackslash));
         assert_eq!(validate_name(r"o\o"), Ok(()));
+    }
+
+    #[test]
+    fn names_that_could_pass_for_another_line_are_refused() {
+        for name in [
+            "priv(ana)",
+            "ana:",
+            "a,b",
+            ":",
+            "(",
+            ")",
+            ",",
+            "ana)",
+            "(ana",
+            "Ñandú,",
+        ] {
+            assert_eq!(
+                validate_name(name),
+                Err(NameError::ReservedCharacter),
+                "{name:?}"
+            );
+        }
+        // Look-alikes of the reserved characters are ordinary characters.
+        for name in ["ana;", "ana[x]", "ana\u{ff1a}", "priv{ana}", "a.b"] {
+            assert_eq!(validate_name(name), Ok(()), "{name:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// One line the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply<'a> {
     /// `NAME`: the server asks for a name.
     Name,
@@ -82,7 +83,7 @@ impl Reply<'_> {
             Reply::Name => out.text("NAME"),
             Reply::ServerFull => out.text("Server is full."),
             Reply::InvalidName => out.text(
-                "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.",
+                "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.",
             ),
             Reply::NameTaken(name) => {
                 out.text("Name '");
@@ -231,7 +232,7 @@ mod tests {
     fn texts_match_the_protocol() {
         assert_eq!(
             text(Reply::InvalidName),
-            "Invalid name: names have 1 to 32 characters, no spaces, and do not start with '\\'.\n"
+            "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.\n"
         );
         assert_eq!(
             text(Reply::NameTaken("Ana")),

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown as Direction, TcpStream};
+use std::net::Shutdown as Direction;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -66,7 +66,7 @@ const FLUSH_NOW_BYTES: usize = 16 * 1024;
 struct Shared {
     waker: Waker,
     /// Connections accepted for this loop, not yet registered.
-    incoming: Mutex<Vec<TcpStream>>,
+    incoming: Mutex<Vec<MioStream>>,
     /// Tokens of connections whose outbox has something new.
     ready: Mutex<Vec<usize>>,
     /// The waker was signalled this turn already.
@@ -75,6 +75,8 @@ struct Shared {
     stop: AtomicBool,
     /// The loop has exited (asked to, or because epoll failed).
     exited: AtomicBool,
+    /// Signalled when the loop exits, so the accept thread can tell.
+    on_exit: Option<Arc<Waker>>,
 }
 
 impl Shared {
@@ -113,6 +115,7 @@ impl LoopHandle {
         room: Arc<ChatRoom>,
         config: ServerConfig,
         connections: Arc<Connections>,
+        on_exit: Option<Arc<Waker>>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKE)?;
@@ -123,6 +126,7 @@ impl LoopHandle {
             notified: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            on_exit,
         });
         let event_loop = EventLoop {
             poll,
@@ -155,10 +159,28 @@ impl LoopHandle {
         !self.shared.exited.load(Ordering::SeqCst)
     }
 
-    /// Hands an accepted connection to the loop.
-    pub(crate) fn hand_over(&self, stream: TcpStream) {
-        self.shared.incoming.lock().push(stream);
+    /// Hands accepted (non-blocking) connections to the loop, emptying
+    /// `streams`: one lock and at most one wake-up for the batch. Returns
+    /// false if the loop has exited, and then the connections are closed.
+    pub(crate) fn hand_over(&self, streams: &mut Vec<MioStream>) -> bool {
+        self.shared.incoming.lock().append(streams);
         self.shared.notify();
+        // The loop sets `exited` before it empties `incoming` a last time:
+        // if it has not seen these, they are closed here.
+        if self.is_running() {
+            return true;
+        }
+        self.shared.incoming.lock().clear();
+        false
+    }
+
+    /// Makes the loop exit as a failed epoll would (the handle stays).
+    #[cfg(test)]
+    pub(crate) fn exit_for_test(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(error) = self.shared.waker.wake() {
+            log::error!("cannot wake an event loop: {error}");
+        }
     }
 
     /// Stops the loop (closing what it still holds) and waits for it.
@@ -289,6 +311,11 @@ impl EventLoop {
             self.close(token);
         }
         self.shared.incoming.lock().clear();
+        if let Some(on_exit) = &self.shared.on_exit {
+            if let Err(error) = on_exit.wake() {
+                log::error!("cannot tell the accept thread that an event loop exited: {error}");
+            }
+        }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -318,7 +345,8 @@ impl EventLoop {
         self.conns.get_mut(token).and_then(Option::as_mut)
     }
 
-    /// Registers the connections the accept thread handed over.
+    /// Registers the connections the accept thread handed over (one lock
+    /// for all that came since the last turn).
     fn register_incoming(&mut self) {
         let incoming = std::mem::take(&mut *self.shared.incoming.lock());
         for stream in incoming {
@@ -328,8 +356,7 @@ impl EventLoop {
         }
     }
 
-    fn register(&mut self, stream: TcpStream) -> io::Result<()> {
-        stream.set_nonblocking(true)?;
+    fn register(&mut self, mut stream: MioStream) -> io::Result<()> {
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -356,7 +383,6 @@ impl EventLoop {
                 (None, None)
             }
         };
-        let mut stream = MioStream::from_std(stream);
         if let Err(error) = self.poll.registry().register(
             &mut stream,
             Token(token),

@@ -1,12 +1,13 @@
 //! The server: wires a transport into a room.
 
+mod accept;
 mod config;
 mod connections;
 mod event_loop;
+mod loops;
 mod shutdown;
 mod threaded;
 
-use std::io;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,13 +17,10 @@ pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
 use crate::room::ChatRoom;
-use crate::transport::{TcpTransport, Transport};
+use crate::transport::Transport;
+use accept::{accept_failed, Backoff};
 use connections::Connections;
-use event_loop::LoopHandle;
 
-/// How long the accept loop pauses when the process is out of file
-/// descriptors (or memory) before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a closing connection waits, after its last line, for the client
 /// to close its side: closing with unread input would reset the connection
 /// and could destroy lines the client has not read yet.
@@ -133,7 +131,10 @@ impl<T: Transport> Server<T> {
     }
 
     /// Accepts until shut down, handing each connection to `dispatch`.
+    /// A failed accept is retried after a pause (see [`Backoff`]) unless the
+    /// listener itself is broken.
     fn accept_loop(&self, mut dispatch: impl FnMut(T::Connection)) -> Result<(), ServerError> {
+        let mut backoff = Backoff::default();
         loop {
             let accepted = self.transport.accept();
             if self.shutdown.is_triggered() {
@@ -144,18 +145,14 @@ impl<T: Transport> Server<T> {
                 return Ok(());
             }
             match accepted {
-                Ok(connection) => dispatch(connection),
-                Err(error) if is_out_of_resources(&error) => {
-                    log::warn!(
-                        "accept failed ({error}) with {} connections open; retrying",
-                        self.connections.len()
-                    );
-                    thread::sleep(ACCEPT_BACKOFF);
+                Ok(connection) => {
+                    backoff.reset();
+                    dispatch(connection);
                 }
-                Err(error) if is_transient(&error) => {
-                    log::debug!("accept failed: {error}");
+                Err(error) => {
+                    let pause = accept_failed(error, &mut backoff, self.connections.len())?;
+                    thread::sleep(pause);
                 }
-                Err(error) => return Err(ServerError::Accept(error)),
             }
         }
     }
@@ -177,54 +174,6 @@ impl<T: Transport> Server<T> {
     }
 }
 
-impl Server<TcpTransport> {
-    /// Like [`Server::run`], but serves connections from `loops` event loops
-    /// (one per core is right; 0 means one per core) on non-blocking
-    /// sockets, with the accept loop on the calling thread.
-    pub fn run_event_loops(self, loops: usize) -> Result<(), ServerError> {
-        self.config.validate()?;
-        let loops = match loops {
-            0 => thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let mut handles = Vec::with_capacity(loops);
-        for index in 0..loops {
-            match LoopHandle::spawn(
-                index,
-                self.room.clone(),
-                self.config.clone(),
-                self.connections.clone(),
-            ) {
-                Ok(handle) => handles.push(handle),
-                Err(error) => {
-                    handles.into_iter().for_each(LoopHandle::stop);
-                    return Err(ServerError::EventLoop(error));
-                }
-            }
-        }
-        log::info!("serving from {loops} event loops");
-        let mut next = 0;
-        let result = self.accept_loop(|connection| {
-            // Round robin over the loops that still run (one whose epoll
-            // failed has closed its connections and logged why).
-            let running = (0..handles.len())
-                .map(|i| (next + i) % handles.len())
-                .find(|&i| handles[i].is_running());
-            match running {
-                Some(i) => {
-                    handles[i].hand_over(connection.into_stream());
-                    next = i + 1;
-                }
-                None => log::error!("no event loop runs; dropped a connection"),
-            }
-        });
-        self.shutdown.trigger();
-        self.finish();
-        handles.into_iter().for_each(LoopHandle::stop);
-        result
-    }
-}
-
 impl<T: Transport> std::fmt::Debug for Server<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
@@ -233,32 +182,4 @@ impl<T: Transport> std::fmt::Debug for Server<T> {
             .field("connections", &self.connections.len())
             .finish()
     }
-}
-
-/// Out of file descriptors, buffers or memory: worth a pause, not an exit.
-fn is_out_of_resources(error: &io::Error) -> bool {
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    const ENOBUFS: i32 = 105;
-    const ENOMEM: i32 = 12;
-    matches!(
-        error.raw_os_error(),
-        Some(ENFILE | EMFILE | ENOBUFS | ENOMEM)
-    ) || error.kind() == io::ErrorKind::OutOfMemory
-}
-
-/// A failure of one incoming connection, not of the listener.
-fn is_transient(error: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        error.kind(),
-        ConnectionAborted
-            | ConnectionReset
-            | Interrupted
-            | WouldBlock
-            | TimedOut
-            | PermissionDenied
-            | InvalidData
-            | Other
-    ) || matches!(error.raw_os_error(), Some(71)) // EPROTO
 }

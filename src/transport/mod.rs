@@ -10,9 +10,14 @@
 //!
 //! # Implementing a transport
 //!
-//! - [`Transport::accept`] blocks until a connection arrives. A transient
-//!   failure is an `Err`; the server logs it and calls `accept` again (after a
-//!   short back-off when it looks like file descriptors ran out).
+//! - [`Transport::accept`] blocks until a connection arrives. A failure is
+//!   an `Err`; the server logs it and calls `accept` again after a pause
+//!   that doubles while failures follow each other (1 ms up to 1 s). Only
+//!   an error that says the listener itself is unusable ends the server:
+//!   on Unix `EBADF`, `ENOTSOCK`, `EINVAL` or `EFAULT`; without an OS code,
+//!   [`io::ErrorKind::NotConnected`], `InvalidInput` or `Unsupported`. A
+//!   failure that belongs to one connection (setting it up, say) is best
+//!   handled inside `accept`: drop that connection and wait for the next.
 //! - [`Transport::wake`] makes a blocked (or the next) `accept` return soon,
 //!   with a connection or an error: the server calls it when shutting down,
 //!   then sees the shutdown flag and stops accepting.
@@ -94,6 +99,7 @@ pub use memory::{
     MemoryClient, MemoryConnection, MemoryConnector, MemoryReader, MemoryTransport, MemoryWriter,
     DEFAULT_PIPE_CAPACITY,
 };
+pub(crate) use tcp::accept_nonblocking;
 pub use tcp::{TcpConnection, TcpTransport};
 
 /// A source of connections.
