@@ -162,6 +162,11 @@ impl WriteBatch {
         self.sources.push(source);
     }
 
+    /// Log bytes and private bytes in the batch.
+    pub(super) fn totals(&self) -> (u64, u64) {
+        self.split_written(self.len)
+    }
+
     /// Splits the first `n` bytes into log bytes and private bytes.
     pub(super) fn split_written(&self, n: usize) -> (u64, u64) {
         let (mut log, mut private) = (0u64, 0u64);

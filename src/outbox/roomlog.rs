@@ -63,6 +63,11 @@ struct Reader {
     limit: u64,
     /// Bytes in the reader's private queue.
     private: u64,
+    /// Log and private bytes the writer holds (filled, not yet consumed):
+    /// they do not count toward the limit until the writer says how much
+    /// of them went out.
+    taken_log: u64,
+    taken_private: u64,
     /// The room's name for the reader (its member id).
     tag: u64,
     outbox: Weak<Outbox>,
@@ -80,9 +85,14 @@ struct Reader {
 impl Reader {
     /// The end position past which the reader's backlog passes its limit.
     fn true_cut_key(&self) -> u64 {
-        self.cursor
+        (self.cursor + self.taken_log)
             .saturating_add(self.limit)
-            .saturating_sub(self.private)
+            .saturating_sub(self.private - self.taken_private)
+    }
+
+    /// The backlog that counts toward the limit, for a log ending at `end`.
+    fn counted(&self, end: u64) -> u64 {
+        end.saturating_sub(self.cursor + self.taken_log) + (self.private - self.taken_private)
     }
 }
 
@@ -244,6 +254,8 @@ impl LogCore {
                     stop: 0,
                     limit: 0,
                     private: 0,
+                    taken_log: 0,
+                    taken_private: 0,
                     tag: 0,
                     outbox: Weak::new(),
                     cut_key: 0,
@@ -261,6 +273,8 @@ impl LogCore {
         reader.stop = u64::MAX;
         reader.limit = limit;
         reader.private = 0;
+        reader.taken_log = 0;
+        reader.taken_private = 0;
         reader.tag = tag;
         reader.outbox = outbox;
         reader.wake_next = false;
@@ -291,11 +305,6 @@ impl LogCore {
         if self.live == 0 {
             self.trim();
         }
-    }
-
-    /// Whether the reader is still in the log (it was not cut).
-    pub(crate) fn is_reading(&self, id: ReaderId) -> bool {
-        self.reader(id).is_some()
     }
 
     /// Makes the reader stop at the log's current end: it reads nothing
@@ -332,21 +341,42 @@ impl LogCore {
         let end = self.end;
         let len = len as u64;
         let reader = self.reader_mut(id)?;
-        let backlog = end - reader.cursor + reader.private;
-        if !exempt && backlog.saturating_add(len) > reader.limit {
+        if !exempt && reader.counted(end).saturating_add(len) > reader.limit {
             self.detach(id);
             return None;
         }
         reader.private += len;
-        let key = reader.true_cut_key();
-        let old = std::mem::replace(&mut reader.cut_key, key);
-        self.cut_order.remove(&(old, id.index));
-        self.cut_order.insert((key, id.index));
+        self.rekey(id);
         Some(end)
     }
 
+    /// Puts the reader under its true cut key, which may be lower than the
+    /// one it sits under.
+    fn rekey(&mut self, id: ReaderId) {
+        let Some(reader) = self.reader_mut(id) else {
+            return;
+        };
+        let key = reader.true_cut_key();
+        if key == reader.cut_key {
+            return;
+        }
+        let old = std::mem::replace(&mut reader.cut_key, key);
+        self.cut_order.remove(&(old, id.index));
+        self.cut_order.insert((key, id.index));
+    }
+
+    /// Records that the writer holds `log` bytes of the log (from the
+    /// cursor) and `private` bytes of the private queue, until it says how
+    /// many went out.
+    pub(crate) fn take(&mut self, id: ReaderId, log: u64, private: u64) {
+        if let Some(reader) = self.reader_mut(id) {
+            reader.taken_log = log;
+            reader.taken_private = private.min(reader.private);
+        }
+    }
+
     /// Records that the reader wrote `log` bytes of the log and `private`
-    /// bytes of its private queue.
+    /// bytes of its private queue; what else it held counts again.
     pub(crate) fn advance(&mut self, id: ReaderId, log: u64, private: u64) -> Advance {
         let end = self.end;
         let Some(reader) = self.reader_mut(id) else {
@@ -354,19 +384,17 @@ impl LogCore {
         };
         reader.cursor += log;
         reader.private = reader.private.saturating_sub(private);
+        reader.taken_log = 0;
+        reader.taken_private = 0;
         debug_assert!(reader.cursor <= reader.stop.min(end));
         if reader.cursor >= reader.stop {
             self.detach(id);
             return Advance::Finished;
         }
-        Advance::Reading
-    }
-
-    /// Forgets the reader's private bytes (its queue was emptied).
-    pub(crate) fn clear_private(&mut self, id: ReaderId) {
-        if let Some(reader) = self.reader_mut(id) {
-            reader.private = 0;
+        if reader.true_cut_key() < reader.cut_key {
+            self.rekey(id);
         }
+        Advance::Reading
     }
 
     /// Arms the reader to be woken by the next append. Does nothing if it

@@ -362,7 +362,7 @@ fn a_write_in_flight_when_the_reader_is_cut_changes_nothing() {
     append(&log, b"0123456789");
     let mut batch = WriteBatch::new();
     a.fill(&mut batch);
-    assert_eq!(append(&log, b"0123456789X"), [1]);
+    assert_eq!(append(&log, &[b'x'; 21]), [1]);
     a.consume(&mut batch, 10);
     assert_eq!(a.state(), OutboxState::Aborted);
     assert!(a.drain_bytes().is_empty());
@@ -380,4 +380,21 @@ fn a_reader_that_left_is_held_to_its_limit_too() {
     assert!(append(&log, &[b'b'; 30]).is_empty(), "20 + 30 = the limit");
     assert_eq!(append(&log, b"c"), [1]);
     assert_eq!(gone.state(), OutboxState::Aborted);
+}
+
+#[test]
+fn bytes_in_the_writers_hands_count_again_only_if_they_did_not_go_out() {
+    let log = log(64);
+    let a = reader(&log, 1, 30);
+    append(&log, &[b'a'; 30]);
+    let mut batch = WriteBatch::new();
+    a.fill(&mut batch);
+    assert_eq!(batch.len(), 30);
+    assert!(
+        append(&log, &[b'b'; 30]).is_empty(),
+        "the 30 bytes being written do not count"
+    );
+    a.consume(&mut batch, 10);
+    assert_eq!(a.pending_bytes(), 50);
+    assert_eq!(append(&log, b"c"), [1], "20 + 30 + 1 bytes are over 30");
 }

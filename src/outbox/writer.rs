@@ -60,8 +60,13 @@ impl Outbox {
                 if !full {
                     log.read(pos, stop, batch);
                 }
-                if batch.is_empty() && status == OutboxState::Open {
-                    log.arm_next(at.id);
+                if batch.is_empty() {
+                    if status == OutboxState::Open {
+                        log.arm_next(at.id);
+                    }
+                } else {
+                    let (log_bytes, private_bytes) = batch.totals();
+                    log.take(at.id, log_bytes, private_bytes);
                 }
             }
         }
@@ -84,7 +89,11 @@ impl Outbox {
             // The batch held only private lines, or the outbox has joined
             // again since (its unwritten log bytes then went to the front of
             // its private queue): either way, what went out was there.
-            state.private.consume((log + private) as usize);
+            let n = log + private;
+            state.private.consume(n as usize);
+            if let Some(at) = &state.reader {
+                at.log.lock().advance(at.id, 0, n);
+            }
             return;
         }
         state.private.consume(private as usize);

@@ -11,19 +11,19 @@
 //! `mio::Waker` is signalled.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown as Direction;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
-use crate::outbox::{Outbox, OutboxState, Wake};
+use crate::outbox::{Outbox, OutboxState, Wake, WriteBatch};
 use crate::protocol::Reply;
 use crate::room::ChatRoom;
 use crate::session::{Session, SessionState};
@@ -143,6 +143,7 @@ impl LoopHandle {
             deferred: Vec::new(),
             deferred_due: None,
             scratch: vec![0; READ_CHUNK],
+            batch: WriteBatch::new(),
             input: BytesMut::new(),
         };
         let thread = thread::Builder::new()
@@ -217,8 +218,6 @@ struct Conn {
     input: BytesMut,
     /// The client's input has ended.
     input_ended: bool,
-    /// Bytes taken from the outbox, not yet written.
-    pending: BytesMut,
     writable: bool,
     phase: Phase,
     /// When the outbox was last written on a wake-up.
@@ -246,6 +245,9 @@ struct EventLoop {
     deferred: Vec<usize>,
     deferred_due: Option<Instant>,
     scratch: Vec<u8>,
+    /// What the connection being flushed is to write next (refers to the
+    /// room log's chunks; emptied after each write).
+    batch: WriteBatch,
     /// Where a read is framed when its connection had no unfinished line.
     input: BytesMut,
 }
@@ -406,7 +408,6 @@ impl EventLoop {
             _slot: slot,
             input: BytesMut::new(),
             input_ended: false,
-            pending: BytesMut::new(),
             writable: true,
             phase: Phase::Open,
             flushed_at: Instant::now() - FLUSH_INTERVAL_MAX,
@@ -470,15 +471,22 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
         };
-        if conn.deferred {
-            return;
-        }
         let (pending, state) = conn.outbox.status();
         let urgent = state != OutboxState::Open || pending >= FLUSH_NOW_BYTES;
+        if conn.deferred && !urgent {
+            return;
+        }
         if urgent || now >= conn.flushed_at + interval {
+            // A deferred connection stays on the deferred list; the tick
+            // finds it written.
+            conn.flushed_at = now;
+            self.flush(token);
+        } else if conn.outbox.notify_when_pending(FLUSH_NOW_BYTES) {
+            // Much came while it was being put off: write it now.
             conn.flushed_at = now;
             self.flush(token);
         } else {
+            // Woken again once FLUSH_NOW_BYTES are pending, tick or not.
             conn.deferred = true;
             self.deferred.push(token);
             self.deferred_due.get_or_insert(now + interval);
@@ -497,8 +505,9 @@ impl EventLoop {
         }
     }
 
-    /// Writes what the connection's outbox holds, as far as the socket takes
-    /// it; closes the connection when its outbox says so.
+    /// Writes what the connection's outbox has due, as far as the socket
+    /// takes it, with vectored writes straight from the room log's shared
+    /// chunks; closes the connection when its outbox says so.
     fn flush(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
@@ -507,33 +516,47 @@ impl EventLoop {
             return;
         }
         loop {
-            let state = if conn.pending.is_empty() {
-                let (bytes, state) = conn.outbox.take();
-                conn.pending = bytes;
-                state
-            } else {
-                conn.outbox.state()
-            };
+            if !conn.writable {
+                // The socket's writable event brings us back; meanwhile
+                // only a change of state matters.
+                match conn.outbox.status() {
+                    (_, OutboxState::Aborted) => self.close(token),
+                    (0, OutboxState::Closing) => self.end_output(token),
+                    _ => {}
+                }
+                return;
+            }
+            let state = conn.outbox.fill(&mut self.batch);
             if state == OutboxState::Aborted {
+                self.batch.clear();
                 self.close(token);
                 return;
             }
-            if conn.pending.is_empty() {
+            if self.batch.is_empty() {
                 if state == OutboxState::Closing {
                     self.end_output(token);
                 }
                 return;
             }
-            if !conn.writable {
-                return;
-            }
-            match write_pending(conn) {
-                Ok(()) => {}
+            match self.batch.write_to(&mut conn.stream) {
+                Ok(0) => {
+                    conn.outbox.consume(&mut self.batch, 0);
+                    log::debug!("write failed: wrote nothing");
+                    conn.outbox.abort();
+                    self.close(token);
+                    return;
+                }
+                Ok(n) => conn.outbox.consume(&mut self.batch, n),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    conn.outbox.consume(&mut self.batch, 0);
                     conn.writable = false;
                     return;
                 }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                    conn.outbox.consume(&mut self.batch, 0);
+                }
                 Err(error) => {
+                    conn.outbox.consume(&mut self.batch, 0);
                     log::debug!("write failed: {error}");
                     conn.outbox.abort();
                     self.close(token);
@@ -627,19 +650,4 @@ fn feed(conn: &mut Conn, scratch_input: &mut BytesMut, bytes: &[u8]) {
             conn.input = BytesMut::new();
         }
     }
-}
-
-/// Writes pending bytes until all are written (then frees the buffer) or
-/// the socket would block.
-fn write_pending(conn: &mut Conn) -> io::Result<()> {
-    while !conn.pending.is_empty() {
-        match conn.stream.write(&conn.pending) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.pending.advance(n),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    conn.pending = BytesMut::new();
-    Ok(())
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
 
-use crate::outbox::{Outbox, OutboxState};
+use crate::outbox::{Outbox, OutboxState, WriteBatch, DEFAULT_BATCH_PARTS};
 use crate::protocol::Reply;
 use crate::room::ChatRoom;
 use crate::session::{Session, SessionState};
@@ -30,6 +30,9 @@ use super::LINGER;
 const STACK_SIZE: usize = 128 * 1024;
 /// Bytes asked of each read.
 const READ_CHUNK: usize = 8 * 1024;
+/// The most bytes one write takes: a writer blocked on a client that does
+/// not read holds on to what it was writing (the room log's chunks).
+const WRITE_BATCH: usize = 64 * 1024;
 /// How often a blocked write looks whether its outbox was aborted.
 const WRITE_TICK: Duration = Duration::from_millis(250);
 /// At most this many threads saying `Server is full.` at once; past it, the
@@ -166,18 +169,21 @@ fn linger<R: ReadHalf>(reader: &mut R, chunk: &mut [u8]) {
     }
 }
 
-/// Writes what the outbox holds until it is closed and empty, or aborted.
+/// Writes what the outbox has due until it is closed and empty, or
+/// aborted: vectored writes straight from the room log's shared chunks, at
+/// most [`WRITE_BATCH`] bytes at a time.
 fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) {
     if let Err(error) = writer.set_write_timeout(Some(WRITE_TICK)) {
         log::debug!("write timeout not set: {error}");
     }
+    let mut batch = WriteBatch::with_limits(DEFAULT_BATCH_PARTS, WRITE_BATCH);
     let graceful = loop {
-        let (mut bytes, state) = outbox.wait_take(None);
+        let state = outbox.wait_fill(&mut batch, None);
         if state == OutboxState::Aborted {
             break false;
         }
-        if !bytes.is_empty() {
-            if let Err(error) = write_all(&mut writer, &mut bytes, outbox) {
+        if !batch.is_empty() {
+            if let Err(error) = write_batch(&mut writer, &mut batch, outbox) {
                 log::debug!("write failed: {error}");
                 outbox.abort();
                 break false;
@@ -200,22 +206,36 @@ fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) 
     }
 }
 
-/// Writes all of `bytes`. A write that times out is retried unless the
-/// outbox has been aborted meanwhile.
-fn write_all<W: Write>(writer: &mut W, bytes: &mut BytesMut, outbox: &Outbox) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match writer.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes.advance(n),
+/// Writes (some of) a batch filled from `outbox` and records what went out.
+/// A write that times out is retried unless the outbox has been aborted
+/// meanwhile.
+fn write_batch<W: Write>(
+    writer: &mut W,
+    batch: &mut WriteBatch,
+    outbox: &Outbox,
+) -> io::Result<()> {
+    loop {
+        match batch.write_to(writer) {
+            Ok(0) => {
+                outbox.consume(batch, 0);
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            Ok(n) => {
+                outbox.consume(batch, n);
+                return Ok(());
+            }
             Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {
                 if outbox.state() == OutboxState::Aborted {
+                    outbox.consume(batch, 0);
                     return Err(error);
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                outbox.consume(batch, 0);
+                return Err(error);
+            }
         }
     }
-    Ok(())
 }
 
 /// Tells a connection it was refused (`Server is full.`) and closes it.
@@ -299,19 +319,29 @@ mod tests {
     }
 
     #[test]
-    fn write_all_survives_partial_writes() {
-        let lines: Vec<u8> = (0..200)
-            .flat_map(|i| format!("line {i}\n").into_bytes())
-            .collect();
-        let outbox = Outbox::new(1024);
+    fn write_batch_survives_partial_writes() {
         for step in [1, 3, 7, 1000] {
+            let room = ChatRoom::new();
+            let outbox = Arc::new(Outbox::new(1 << 20));
+            let id = room.join("ana", outbox.clone()).expect("join");
+            let mut expected = b"Welcome to the chat, ana!\nana has joined the chat.\n".to_vec();
+            for i in 0..200 {
+                room.broadcast(id, &format!("line {i}")).expect("broadcast");
+                expected.extend_from_slice(format!("ana: line {i}\n").as_bytes());
+                if i % 50 == 0 {
+                    room.whisper(id, "ana", "note").expect("whisper");
+                    expected.extend_from_slice(b"priv(ana): note\n");
+                }
+            }
             let mut w = Trickle {
                 out: Vec::new(),
                 step,
             };
-            let mut bytes = BytesMut::from(&lines[..]);
-            write_all(&mut w, &mut bytes, &outbox).expect("write");
-            assert_eq!(w.out, lines);
+            let mut batch = WriteBatch::with_limits(4, 100);
+            while outbox.fill(&mut batch) == OutboxState::Open && !batch.is_empty() {
+                write_batch(&mut w, &mut batch, &outbox).expect("write");
+            }
+            assert_eq!(w.out, expected, "step {step}");
         }
     }
 }
