@@ -558,11 +558,11 @@ mod tests {
     fn nothing_is_logged_under_the_lock() {
         use std::cell::RefCell;
 
+        /// The room a thread watches, and what was logged: whether its lock
+        /// was free, and the message.
+        type Watched = Option<(Arc<ChatRoom>, Vec<(bool, String)>)>;
         thread_local! {
-            /// The room this thread watches, and what was logged: whether
-            /// its lock was free, and the message.
-            static WATCHED: RefCell<Option<(Arc<ChatRoom>, Vec<(bool, String)>)>> =
-                const { RefCell::new(None) };
+            static WATCHED: RefCell<Watched> = const { RefCell::new(None) };
         }
         struct LockCheck;
         impl log::Log for LockCheck {

@@ -642,7 +642,7 @@ mod tests {
         // 10,000 names of 32 four-byte characters: the list passes 1 MiB.
         let name = |i: usize| -> String {
             let digit = |d: usize| char::from_u32(0x1F600 + d as u32).expect("an emoji");
-            let mut name: String = std::iter::repeat('\u{1F642}').take(29).collect();
+            let mut name = "\u{1F642}".repeat(29);
             name.extend([i / 6400, i / 80 % 80, i % 80].map(digit));
             name
         };
