@@ -257,7 +257,7 @@ impl Session {
                 // Its size is the room's, not the member's: it does not
                 // count against the member's limit (see `Outbox::push_reply`).
                 if self.outbox.push_reply(&self.room.user_list()) == Push::Overflow {
-                    log::info!("member {id} dropped: asked for the list again without reading");
+                    log::info!("member {id} dropped: its outbox overflowed");
                     self.end();
                 }
                 Ok(())
@@ -314,8 +314,10 @@ impl<'a> Said<'a> {
     const MAX_BYTES: usize = 16 * 1024;
 
     /// A batch for an outbox holding `queue_limit` bytes: one event takes at
-    /// most a quarter of it, so that batching never overflows a member that
-    /// would take the same lines one by one as its writer empties it.
+    /// most a quarter of it (rendered), unless a single line is more. A
+    /// member whose writer keeps its queue under three quarters full takes
+    /// every batch whole, as it would take the same lines one by one; a
+    /// batch larger than the queue would overflow every member at once.
     fn new(queue_limit: usize, overhead: usize) -> Self {
         Said {
             texts: Vec::new(),
