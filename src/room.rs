@@ -160,9 +160,7 @@ impl ChatRoom {
         validate_name(name)?;
         let key = name_key(name);
         let joined = Reply::Joined(name).encode();
-        let mut greeting = BytesMut::with_capacity(2 * joined.len());
-        Reply::Welcome(name).encode_into(&mut greeting);
-        greeting.extend_from_slice(&joined);
+        let greeting = [&Reply::Welcome(name).encode()[..], &joined[..]].concat();
         let (id, removed) = {
             let mut registry = self.registry.write();
             if registry.closed {
