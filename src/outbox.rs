@@ -13,6 +13,24 @@
 //! buffer across cores, and it makes writes large. A writer takes the whole
 //! buffer, and the outbox holds no memory until the next line comes: an idle
 //! member costs nothing here.
+//!
+//! # The bound
+//!
+//! Lines pushed with [`Outbox::push`] count against the limit. A reply the
+//! member asked for and whose size the server chooses (the user list, which
+//! grows with the room) is pushed with [`Outbox::push_reply`]: it does not
+//! count, so that asking is never what cuts a member that reads. Only one
+//! such reply is exempt at a time, until the writer takes it; one asked for
+//! again before that counts like any line. An outbox therefore holds at most
+//! its limit plus one reply (plus the final line of [`Outbox::close_with`]),
+//! and a member that keeps asking without reading is still cut.
+//!
+//! # Urgency
+//!
+//! A writer may wait before writing a little (to write more at once). Once
+//! the pending bytes reach [`Outbox::urgent_bytes`], the outbox says so
+//! ([`Wake::wake_urgent`]) and the writer should write at once: a member is
+//! cut only for its own slowness, never for its writer's patience.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +42,10 @@ use parking_lot::{Condvar, Mutex};
 /// The default limit of pending bytes in an outbox: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
 
+/// Pending bytes at which an outbox is urgent, for a large limit: what a
+/// writer that waits to write more at once holds back at most.
+pub const URGENT_BYTES: usize = 16 * 1024;
+
 /// The capacity a fresh buffer starts with (it grows as lines come).
 const INITIAL_CAPACITY: usize = 512;
 
@@ -34,6 +56,15 @@ const INITIAL_CAPACITY: usize = 512;
 pub trait Wake: Send + Sync {
     /// The outbox went from nothing to write to something to do.
     fn wake(&self);
+
+    /// The outbox's pending bytes just reached [`Outbox::urgent_bytes`]:
+    /// write them now, even if the writer meant to wait. Called once each
+    /// time they reach it (they go back under only when the writer takes
+    /// them), instead of [`Wake::wake`] for that push. By default, the same
+    /// as [`Wake::wake`].
+    fn wake_urgent(&self) {
+        self.wake();
+    }
 }
 
 /// What became of a pushed line.
@@ -63,6 +94,9 @@ pub enum OutboxState {
 
 struct Queue {
     bytes: BytesMut,
+    /// Bytes of a reply queued with [`Outbox::push_reply`] that do not count
+    /// against the limit; zero once the writer takes them.
+    exempt: usize,
     state: OutboxState,
 }
 
@@ -82,6 +116,7 @@ impl Outbox {
             limit,
             queue: Mutex::new(Queue {
                 bytes: BytesMut::new(),
+                exempt: 0,
                 state: OutboxState::Open,
             }),
             changed: Condvar::new(),
@@ -103,27 +138,56 @@ impl Outbox {
         self.limit
     }
 
+    /// Pending bytes at which the outbox is urgent (see [`Wake::wake_urgent`]):
+    /// [`URGENT_BYTES`], or a quarter of a smaller limit.
+    pub fn urgent_bytes(&self) -> usize {
+        URGENT_BYTES.min(self.limit / 4).max(1)
+    }
+
     /// Queues a line (a copy of it), or aborts the outbox if the line would
     /// overflow it.
     pub fn push(&self, line: &[u8]) -> Push {
+        self.push_counted(line, false)
+    }
+
+    /// Queues a reply the member asked for and whose size the server chooses
+    /// (such as the user list). It does not count against the limit, unless
+    /// a reply so queued is still waiting for the writer: then it counts like
+    /// any line (see [the bound](self#the-bound)).
+    pub fn push_reply(&self, line: &[u8]) -> Push {
+        self.push_counted(line, true)
+    }
+
+    fn push_counted(&self, line: &[u8], reply: bool) -> Push {
         let mut queue = self.queue.lock();
         if queue.state != OutboxState::Open {
             return Push::Closed;
         }
-        if queue.bytes.len() + line.len() > self.limit {
+        let exempt = reply && queue.exempt == 0;
+        if !exempt && queue.bytes.len() - queue.exempt + line.len() > self.limit {
             queue.bytes = BytesMut::new();
+            queue.exempt = 0;
             queue.state = OutboxState::Aborted;
             drop(queue);
             self.notify();
             return Push::Overflow;
         }
-        let was_empty = queue.bytes.is_empty();
+        if exempt {
+            queue.exempt = line.len();
+        }
+        let before = queue.bytes.len();
         if queue.bytes.capacity() == 0 {
             queue.bytes.reserve(line.len().max(INITIAL_CAPACITY));
         }
         queue.bytes.extend_from_slice(line);
         drop(queue);
-        if was_empty {
+        let urgent = self.urgent_bytes();
+        if before < urgent && before + line.len() >= urgent {
+            self.changed.notify_all();
+            if let Some(waker) = &self.waker {
+                waker.wake_urgent();
+            }
+        } else if before == 0 {
             self.notify();
         }
         Push::Queued
@@ -159,6 +223,7 @@ impl Outbox {
             return;
         }
         queue.bytes = BytesMut::new();
+        queue.exempt = 0;
         queue.state = OutboxState::Aborted;
         drop(queue);
         self.notify();
@@ -191,6 +256,7 @@ impl Outbox {
     /// connection.
     pub fn take(&self) -> (BytesMut, OutboxState) {
         let mut queue = self.queue.lock();
+        queue.exempt = 0;
         (std::mem::take(&mut queue.bytes), queue.state)
     }
 
@@ -206,6 +272,7 @@ impl Outbox {
                 None => self.changed.wait(&mut queue),
             }
         }
+        queue.exempt = 0;
         (std::mem::take(&mut queue.bytes), queue.state)
     }
 
@@ -292,6 +359,52 @@ mod tests {
         }
         handle.join().expect("pusher thread");
         assert_eq!(taken, b"hi\n");
+    }
+
+    #[test]
+    fn a_requested_reply_may_pass_the_limit_once_until_taken() {
+        let outbox = Outbox::new(10);
+        let list = [b'x'; 30];
+        assert_eq!(outbox.push(b"abcd\n"), Push::Queued);
+        assert_eq!(outbox.push_reply(&list), Push::Queued, "exempt");
+        assert_eq!(outbox.push(b"efgh\n"), Push::Queued, "10 bytes count");
+        assert_eq!(outbox.pending_bytes(), 40);
+        assert_eq!(outbox.push(b"i"), Push::Overflow, "11 bytes count");
+        let outbox = Outbox::new(10);
+        assert_eq!(outbox.push_reply(&list), Push::Queued);
+        let _ = outbox.take();
+        assert_eq!(outbox.push_reply(&list), Push::Queued, "exempt again");
+        assert_eq!(
+            outbox.push_reply(&list),
+            Push::Overflow,
+            "asked again before the first was taken"
+        );
+        assert_eq!(outbox.state(), OutboxState::Aborted);
+    }
+
+    #[test]
+    fn the_waker_hears_again_when_pending_bytes_turn_urgent() {
+        #[derive(Default)]
+        struct Log(Mutex<Vec<&'static str>>);
+        impl Wake for Log {
+            fn wake(&self) {
+                self.0.lock().push("wake");
+            }
+            fn wake_urgent(&self) {
+                self.0.lock().push("urgent");
+            }
+        }
+        let log = Arc::new(Log::default());
+        let outbox = Outbox::with_waker(400, log.clone());
+        assert_eq!(outbox.urgent_bytes(), 100);
+        for (bytes, heard) in [(60, &["wake"][..]), (30, &[]), (20, &["urgent"]), (50, &[])] {
+            assert_eq!(outbox.push(&vec![b'x'; bytes]), Push::Queued);
+            assert_eq!(std::mem::take(&mut *log.0.lock()), heard, "{bytes}");
+        }
+        let _ = outbox.take();
+        assert_eq!(outbox.push(&[b'x'; 150]), Push::Queued);
+        assert_eq!(std::mem::take(&mut *log.0.lock()), ["urgent"]);
+        assert_eq!(Outbox::new(1 << 20).urgent_bytes(), URGENT_BYTES);
     }
 
     #[test]

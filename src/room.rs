@@ -7,6 +7,9 @@
 //!
 //! A member whose outbox overflows is removed inside the same critical
 //! section, and its leave notice follows in the room's order.
+//!
+//! Nothing under the lock but pushes into outboxes: what is worth logging
+//! is gathered there and logged once the lock is released.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +45,11 @@ pub enum JoinError {
     /// The room is closed: the server is shutting down.
     #[error("the room is closed")]
     Closed,
+    /// The newcomer's outbox did not take its welcome and join lines: they
+    /// would overflow it (it is now aborted), or it is closed already.
+    /// Nobody was told anything, and the name is still free.
+    #[error("the new member's outbox did not take its welcome")]
+    Undeliverable,
 }
 
 /// Why a room operation other than a join failed.
@@ -85,22 +93,26 @@ impl Registry {
         self.index(id).map(|i| &self.members[i])
     }
 
-    /// Pushes `line` to every member, then removes whoever overflowed (and
-    /// tells the others, which may overflow someone else in turn).
-    fn deliver_to_all(&mut self, line: &[u8]) {
+    /// Pushes `line` to every member but `except`, then removes whoever
+    /// overflowed (and tells the others, which may overflow someone else in
+    /// turn). Returns the members removed, to be logged after the lock.
+    fn deliver(&mut self, line: &[u8], except: Option<MemberId>) -> Vec<MemberId> {
         let mut overflowed = Vec::new();
         for member in &self.members {
-            if member.outbox.push(line) == Push::Overflow {
+            if Some(member.id) != except && member.outbox.push(line) == Push::Overflow {
                 overflowed.push(member.id);
             }
         }
-        self.remove_overflowed(overflowed);
+        self.remove_overflowed(overflowed)
     }
 
-    fn remove_overflowed(&mut self, mut overflowed: Vec<MemberId>) {
+    /// Removes the members whose outbox overflowed, each followed by its
+    /// leave notice to the others. Returns the members removed.
+    fn remove_overflowed(&mut self, mut overflowed: Vec<MemberId>) -> Vec<MemberId> {
+        let mut removed = Vec::new();
         while let Some(id) = overflowed.pop() {
             if let Some(member) = self.remove(id) {
-                log::info!("member {} removed: its outbox overflowed", member.id);
+                removed.push(member.id);
                 let line = Reply::Left(&member.name).encode();
                 for other in &self.members {
                     if other.outbox.push(&line) == Push::Overflow {
@@ -109,6 +121,7 @@ impl Registry {
                 }
             }
         }
+        removed
     }
 
     fn remove(&mut self, id: MemberId) -> Option<Member> {
@@ -139,30 +152,41 @@ impl ChatRoom {
     ///
     /// The new member gets `Welcome to the chat, <name>!`, then every member,
     /// the new one included, gets `<name> has joined the chat.`
+    ///
+    /// A join is all or nothing: if `outbox` cannot take the newcomer's two
+    /// lines, nobody is told anything, the name stays free and the join
+    /// fails with [`JoinError::Undeliverable`].
     pub fn join(&self, name: &str, outbox: Arc<Outbox>) -> Result<MemberId, JoinError> {
         validate_name(name)?;
         let key = name_key(name);
-        let mut registry = self.registry.write();
-        if registry.closed {
-            return Err(JoinError::Closed);
-        }
-        if registry.by_key.contains_key(&key) {
-            return Err(JoinError::NameTaken(name.to_owned()));
-        }
-        let id = MemberId(registry.next_id);
-        registry.next_id += 1;
-        let welcome = outbox.push(&Reply::Welcome(name).encode());
-        registry.by_key.insert(key.clone(), id);
-        registry.members.push(Member {
-            id,
-            name: Arc::from(name),
-            key,
-            outbox,
-        });
-        if welcome == Push::Overflow {
-            registry.remove_overflowed(vec![id]);
-        }
-        registry.deliver_to_all(&Reply::Joined(name).encode());
+        let joined = Reply::Joined(name).encode();
+        let greeting = [&Reply::Welcome(name).encode()[..], &joined[..]].concat();
+        let (id, removed) = {
+            let mut registry = self.registry.write();
+            if registry.closed {
+                return Err(JoinError::Closed);
+            }
+            if registry.by_key.contains_key(&key) {
+                return Err(JoinError::NameTaken(name.to_owned()));
+            }
+            // The newcomer first: if it cannot take its own lines, it never
+            // was a member.
+            match outbox.push(&greeting) {
+                Push::Queued => {}
+                Push::Overflow | Push::Closed => return Err(JoinError::Undeliverable),
+            }
+            let id = MemberId(registry.next_id);
+            registry.next_id += 1;
+            registry.by_key.insert(key.clone(), id);
+            registry.members.push(Member {
+                id,
+                name: Arc::from(name),
+                key,
+                outbox,
+            });
+            (id, registry.deliver(&joined, Some(id)))
+        };
+        log_removed(&removed);
         log::debug!("member {id} joined");
         Ok(id)
     }
@@ -173,14 +197,17 @@ impl ChatRoom {
     ///
     /// The member's outbox is not closed: that is its connection's business.
     pub fn leave(&self, id: MemberId) -> bool {
-        let mut registry = self.registry.write();
-        if registry.closed {
-            return false;
-        }
-        let Some(member) = registry.remove(id) else {
-            return false;
+        let removed = {
+            let mut registry = self.registry.write();
+            if registry.closed {
+                return false;
+            }
+            let Some(member) = registry.remove(id) else {
+                return false;
+            };
+            registry.deliver(&Reply::Left(&member.name).encode(), None)
         };
-        registry.deliver_to_all(&Reply::Left(&member.name).encode());
+        log_removed(&removed);
         log::debug!("member {id} left");
         true
     }
@@ -200,18 +227,21 @@ impl ChatRoom {
         if texts.is_empty() {
             return Ok(());
         }
-        let mut registry = self.registry.write();
-        if registry.closed {
-            return Err(RoomError::Closed);
-        }
-        let sender = registry.member(from).ok_or(RoomError::NotMember(from))?;
-        let name = &sender.name;
-        let size = texts.iter().map(|t| name.len() + t.len() + 3).sum();
-        let mut block = BytesMut::with_capacity(size);
-        for &text in texts {
-            Reply::Public { from: name, text }.encode_into(&mut block);
-        }
-        registry.deliver_to_all(&block);
+        let removed = {
+            let mut registry = self.registry.write();
+            if registry.closed {
+                return Err(RoomError::Closed);
+            }
+            let sender = registry.member(from).ok_or(RoomError::NotMember(from))?;
+            let name = &sender.name;
+            let size = texts.iter().map(|t| name.len() + t.len() + 3).sum();
+            let mut block = BytesMut::with_capacity(size);
+            for &text in texts {
+                Reply::Public { from: name, text }.encode_into(&mut block);
+            }
+            registry.deliver(&block, None)
+        };
+        log_removed(&removed);
         Ok(())
     }
 
@@ -220,6 +250,9 @@ impl ChatRoom {
     /// else.
     pub fn whisper(&self, from: MemberId, target: &str, text: &str) -> Result<(), RoomError> {
         let key = name_key(target);
+        // The read lock is released before the write lock is taken (never
+        // both, never one twice): the recipient may have gone meanwhile,
+        // which `remove_overflowed` allows for.
         let overflowed = {
             let registry = self.registry.read();
             if registry.closed {
@@ -242,7 +275,8 @@ impl ChatRoom {
             }
         };
         if let Some(id) = overflowed {
-            self.registry.write().remove_overflowed(vec![id]);
+            let removed = self.registry.write().remove_overflowed(vec![id]);
+            log_removed(&removed);
         }
         Ok(())
     }
@@ -253,10 +287,11 @@ impl ChatRoom {
         registry.members.iter().map(|m| m.name.clone()).collect()
     }
 
-    /// The `Users online (<n>): …` line, rendered under one read lock.
+    /// The `Users online (<n>): …` line: the names are read under one read
+    /// lock, and rendered after it.
     pub fn user_list(&self) -> Bytes {
-        let registry = self.registry.read();
-        let names: Vec<&str> = registry.members.iter().map(|m| &*m.name).collect();
+        let names = self.member_names();
+        let names: Vec<&str> = names.iter().map(|name| &**name).collect();
         Reply::UserList(&names).encode()
     }
 
@@ -293,6 +328,13 @@ impl ChatRoom {
     }
 }
 
+/// Logs the members a room operation removed, once its lock is released.
+fn log_removed(removed: &[MemberId]) {
+    for id in removed {
+        log::info!("member {id} removed: its outbox overflowed");
+    }
+}
+
 impl Default for ChatRoom {
     fn default() -> Self {
         ChatRoom::new()
@@ -312,6 +354,7 @@ impl fmt::Debug for ChatRoom {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OutboxState;
 
     fn outbox() -> Arc<Outbox> {
         Arc::new(Outbox::new(1 << 20))
@@ -459,7 +502,109 @@ mod tests {
             1
         );
         assert_eq!(room.member_names(), [Arc::from("ana")]);
-        assert_eq!(slow.state(), crate::outbox::OutboxState::Aborted);
+        assert_eq!(slow.state(), OutboxState::Aborted);
+    }
+
+    #[test]
+    fn a_join_whose_lines_overflow_the_newcomer_is_refused_and_unheard() {
+        let room = ChatRoom::new();
+        let a = outbox();
+        room.join("ana", a.clone()).expect("join");
+        lines(&a);
+        // "Welcome to the chat, tiny!\n" is 27 bytes, the join line 26: the
+        // first limit takes neither, the second only the welcome.
+        for limit in [20, 40] {
+            let tiny = Arc::new(Outbox::new(limit));
+            assert_eq!(
+                room.join("tiny", tiny.clone()),
+                Err(JoinError::Undeliverable)
+            );
+            assert_eq!(tiny.state(), OutboxState::Aborted, "limit {limit}");
+        }
+        let closed = outbox();
+        closed.close();
+        assert_eq!(room.join("tiny", closed), Err(JoinError::Undeliverable));
+        assert!(lines(&a).is_empty(), "nobody is told anything");
+        assert_eq!(room.member_names(), [Arc::from("ana")]);
+        let t = outbox();
+        room.join("TINY", t.clone())
+            .expect("the name is still free");
+        assert_eq!(lines(&a), ["TINY has joined the chat."]);
+        assert_eq!(
+            lines(&t),
+            ["Welcome to the chat, TINY!", "TINY has joined the chat."]
+        );
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_members_its_join_overflowed() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        // Takes its own 53 bytes, not the next join line.
+        let slow = Arc::new(Outbox::new(60));
+        room.join("ana", a.clone()).expect("join");
+        room.join("slow", slow.clone()).expect("join");
+        lines(&a);
+        room.join("bob", b.clone()).expect("join");
+        assert_eq!(slow.state(), OutboxState::Aborted);
+        let told = ["bob has joined the chat.", "slow has left the chat."];
+        assert_eq!(lines(&a), told);
+        assert_eq!(lines(&b)[1..], told);
+    }
+
+    #[test]
+    fn nothing_is_logged_under_the_lock() {
+        use std::cell::RefCell;
+
+        /// The room a thread watches, and what was logged: whether its lock
+        /// was free, and the message.
+        type Watched = Option<(Arc<ChatRoom>, Vec<(bool, String)>)>;
+        thread_local! {
+            static WATCHED: RefCell<Watched> = const { RefCell::new(None) };
+        }
+        struct LockCheck;
+        impl log::Log for LockCheck {
+            fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                true
+            }
+            fn log(&self, record: &log::Record<'_>) {
+                WATCHED.with(|watched| {
+                    if let Some((room, seen)) = &mut *watched.borrow_mut() {
+                        let free = room.registry.try_write().is_some();
+                        seen.push((free, record.args().to_string()));
+                    }
+                });
+            }
+            fn flush(&self) {}
+        }
+        static LOGGER: LockCheck = LockCheck;
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            log::set_logger(&LOGGER).expect("the first logger of this test binary");
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+
+        let room = Arc::new(ChatRoom::new());
+        WATCHED.with(|w| *w.borrow_mut() = Some((room.clone(), Vec::new())));
+        // Each of the three is overflowed by another path: a join, a
+        // whisper, a public line.
+        let ana = room.join("ana", outbox()).expect("join");
+        room.join("slow", Arc::new(Outbox::new(60))).expect("join");
+        room.join("quiet", Arc::new(Outbox::new(100)))
+            .expect("join");
+        room.whisper(ana, "quiet", &"x".repeat(60))
+            .expect("whisper");
+        room.join("bob", Arc::new(Outbox::new(200))).expect("join");
+        room.broadcast(ana, &"y".repeat(150)).expect("broadcast");
+        room.leave(ana);
+        let (_, seen) = WATCHED.with(|w| w.borrow_mut().take()).expect("watched");
+        assert!(room.is_empty());
+        let removed = seen.iter().filter(|(_, m)| m.contains("removed")).count();
+        assert_eq!(removed, 3, "{seen:?}");
+        assert!(seen.len() >= 6, "{seen:?}");
+        for (free, message) in &seen {
+            assert!(free, "logged under the room's lock: {message}");
+        }
     }
 
     #[test]
