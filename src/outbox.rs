@@ -70,6 +70,7 @@ pub trait Wake: Send + Sync {
 /// What became of a pushed line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Push {
     /// The line is queued.
     Queued,
@@ -82,6 +83,7 @@ pub enum Push {
 
 /// The state of an outbox, as a writer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutboxState {
     /// Lines may still come.
     Open,

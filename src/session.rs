@@ -16,6 +16,7 @@ use crate::room::{ChatRoom, JoinError, MemberId, RoomError};
 
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Waiting for an acceptable name.
     Handshake,
