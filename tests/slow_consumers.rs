@@ -21,11 +21,10 @@ mod common;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{mpsc, Arc};
-use std::thread;
+use std::sync::Arc;
 
-use chatcore::{ChatRoom, Server, ServerConfig, ServerError, Shutdown, TcpTransport};
-use common::{wait_until, TIMEOUT};
+use chatcore::ServerConfig;
+use common::{wait_until, TestServer, TIMEOUT};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
@@ -47,43 +46,6 @@ const TEXT: usize = 1000;
 const AFTER_THE_CUT: u64 = 4 << 20;
 /// A bound on the whole run: the never-reading members must be cut before.
 const AT_MOST: u64 = 64 << 20;
-
-/// A server with one event loop on 127.0.0.1, port 0, stopped on drop.
-struct OneLoopServer {
-    addr: SocketAddr,
-    room: Arc<ChatRoom>,
-    shutdown: Shutdown,
-    stopped: Option<mpsc::Receiver<Result<(), ServerError>>>,
-}
-
-impl OneLoopServer {
-    fn start(config: ServerConfig) -> Self {
-        let transport = TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = transport.local_addr();
-        let server = Server::new(transport, config);
-        let room = server.room().clone();
-        let shutdown = server.shutdown_handle();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(server.run_event_loops(1));
-        });
-        OneLoopServer {
-            addr,
-            room,
-            shutdown,
-            stopped: Some(rx),
-        }
-    }
-}
-
-impl Drop for OneLoopServer {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(rx) = self.stopped.take() {
-            let _ = rx.recv_timeout(TIMEOUT);
-        }
-    }
-}
 
 /// Connects and sends `name` (the server's `NAME` is read later, with the
 /// rest).
@@ -210,7 +172,7 @@ impl Outgoing {
 
 #[test]
 fn members_that_keep_up_are_never_cut_while_those_that_never_read_are() {
-    let server = OneLoopServer::start(ServerConfig::default().queue_bytes(QUEUE_BYTES));
+    let server = TestServer::with_event_loops(1, ServerConfig::default().queue_bytes(QUEUE_BYTES));
     let never: Vec<TcpStream> = (0..NEVER_READERS)
         .map(|i| connect_never_reading(server.addr, &format!("nr{i}")))
         .collect();
