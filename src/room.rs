@@ -11,7 +11,7 @@
 //! its leave notice follows in the room's order. Wake-ups, aborts and logging
 //! wait until the lock is released.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
@@ -45,6 +45,11 @@ pub enum JoinError {
     /// The room is closed: the server is shutting down.
     #[error("the room is closed")]
     Closed,
+    /// The newcomer's outbox did not take its welcome and join lines: they
+    /// would overflow it (it is now aborted), or it is closed already.
+    /// Nobody was told anything, and the name is still free.
+    #[error("the new member's outbox did not take its welcome")]
+    Undeliverable,
 }
 
 /// Why a room operation other than a join failed.
@@ -98,8 +103,8 @@ impl Aftermath {
 
 #[derive(Default)]
 struct Registry {
-    /// In join order (ids ascending).
-    members: Vec<Member>,
+    /// By id, so in join order.
+    members: BTreeMap<MemberId, Member>,
     /// Name key to member id.
     by_key: HashMap<String, MemberId>,
     next_id: u64,
@@ -107,84 +112,52 @@ struct Registry {
 }
 
 impl Registry {
-    fn index(&self, id: MemberId) -> Option<usize> {
-        self.members.binary_search_by_key(&id, |m| m.id).ok()
-    }
-
     fn member(&self, id: MemberId) -> Option<&Member> {
-        self.index(id).map(|i| &self.members[i])
+        self.members.get(&id)
     }
 
     /// Appends a public event to the log, then removes whoever it cut.
     fn publish(&mut self, log: &RoomLog, event: &[u8], after: &mut Aftermath) {
         let mut fallout = Fallout::default();
         log.lock().append(event, &mut fallout);
-        self.settle(log, fallout, after);
+        let mut cut = Vec::new();
+        self.collect(&mut fallout, &mut cut, after);
+        self.remove_cut(log, cut, after);
     }
 
-    /// Removes the members the log cut and announces their leaves, which
-    /// may cut others in turn.
-    fn settle(&mut self, log: &RoomLog, mut fallout: Fallout, after: &mut Aftermath) {
-        loop {
-            after.wake.append(&mut fallout.wake);
-            if fallout.cut.is_empty() {
-                return;
-            }
-            let mut ids = Vec::with_capacity(fallout.cut.len());
-            for (tag, outbox) in fallout.cut.drain(..) {
-                ids.push(MemberId(tag));
-                after.abort.push(outbox);
-            }
-            let removed = self.remove_all(&mut ids);
-            let mut notices = BytesMut::new();
-            for member in &removed {
-                Reply::Left(&member.name).encode_into(&mut notices);
-                after.cut.push(member.id);
-            }
-            log.lock().append(&notices, &mut fallout);
+    /// Takes the fallout of an append: wake-ups and aborts for later, and
+    /// the members cut, in join order, onto `cut`.
+    fn collect(&mut self, fallout: &mut Fallout, cut: &mut Vec<MemberId>, after: &mut Aftermath) {
+        after.wake.append(&mut fallout.wake);
+        after.abort.append(&mut fallout.abort);
+        let start = cut.len();
+        for (tag, outbox) in fallout.cut.drain(..) {
+            cut.push(MemberId(tag));
+            after.abort.push(outbox);
         }
+        cut[start..].sort_unstable();
     }
 
-    /// Removes the members whose outboxes overflowed on a private line and
-    /// announces their leaves.
-    fn remove_overflowed(&mut self, log: &RoomLog, mut ids: Vec<MemberId>, after: &mut Aftermath) {
-        let removed = self.remove_all(&mut ids);
-        let mut notices = BytesMut::new();
-        for member in &removed {
-            Reply::Left(&member.name).encode_into(&mut notices);
+    /// Removes the members in `cut`, last first, each followed by its leave
+    /// notice as an event of its own; a notice that cuts others puts them
+    /// next in line.
+    fn remove_cut(&mut self, log: &RoomLog, mut cut: Vec<MemberId>, after: &mut Aftermath) {
+        let mut fallout = Fallout::default();
+        while let Some(id) = cut.pop() {
+            let Some(member) = self.remove(id) else {
+                continue;
+            };
             after.cut.push(member.id);
+            log.lock()
+                .append(&Reply::Left(&member.name).encode(), &mut fallout);
+            self.collect(&mut fallout, &mut cut, after);
         }
-        self.publish(log, &notices, after);
     }
 
     fn remove(&mut self, id: MemberId) -> Option<Member> {
-        let index = self.index(id)?;
-        let member = self.members.remove(index);
+        let member = self.members.remove(&id)?;
         self.by_key.remove(&member.key);
         Some(member)
-    }
-
-    /// Removes every member in `ids` (in one pass), returning them in join
-    /// order. Ids that are not members are ignored.
-    fn remove_all(&mut self, ids: &mut [MemberId]) -> Vec<Member> {
-        if let [id] = ids {
-            return self.remove(*id).into_iter().collect();
-        }
-        ids.sort_unstable();
-        let mut removed = Vec::new();
-        let mut kept = Vec::with_capacity(self.members.len());
-        for member in self.members.drain(..) {
-            if ids.binary_search(&member.id).is_ok() {
-                removed.push(member);
-            } else {
-                kept.push(member);
-            }
-        }
-        self.members = kept;
-        for member in &removed {
-            self.by_key.remove(&member.key);
-        }
-        removed
     }
 }
 
@@ -218,9 +191,15 @@ impl ChatRoom {
     ///
     /// The new member gets `Welcome to the chat, <name>!`, then every member,
     /// the new one included, gets `<name> has joined the chat.`
+    ///
+    /// A join is all or nothing: if `outbox` cannot take the newcomer's two
+    /// lines, nobody is told anything, the name stays free and the join
+    /// fails with [`JoinError::Undeliverable`].
     pub fn join(&self, name: &str, outbox: Arc<Outbox>) -> Result<MemberId, JoinError> {
         validate_name(name)?;
         let key = name_key(name);
+        let welcome = Reply::Welcome(name).encode();
+        let joined = Reply::Joined(name).encode();
         let mut after = Aftermath::default();
         let mut registry = self.registry.write();
         if registry.closed {
@@ -229,21 +208,24 @@ impl ChatRoom {
         if registry.by_key.contains_key(&key) {
             return Err(JoinError::NameTaken(name.to_owned()));
         }
+        // The newcomer first: if it cannot take its own lines, it never was
+        // a member.
         let id = MemberId(registry.next_id);
-        registry.next_id += 1;
-        outbox.attach(&self.log, id.0);
-        let welcome = outbox.push(&Reply::Welcome(name).encode());
-        registry.by_key.insert(key.clone(), id);
-        registry.members.push(Member {
-            id,
-            name: Arc::from(name),
-            key,
-            outbox,
-        });
-        if welcome == Push::Overflow {
-            registry.remove_overflowed(&self.log, vec![id], &mut after);
+        if !outbox.attach(&self.log, id.0, &welcome, joined.len()) {
+            return Err(JoinError::Undeliverable);
         }
-        registry.publish(&self.log, &Reply::Joined(name).encode(), &mut after);
+        registry.next_id += 1;
+        registry.by_key.insert(key.clone(), id);
+        registry.members.insert(
+            id,
+            Member {
+                id,
+                name: Arc::from(name),
+                key,
+                outbox,
+            },
+        );
+        registry.publish(&self.log, &joined, &mut after);
         drop(registry);
         after.run();
         log::debug!("member {id} joined");
@@ -336,7 +318,7 @@ impl ChatRoom {
             let mut after = Aftermath::default();
             let mut registry = self.registry.write();
             if !registry.closed {
-                registry.remove_overflowed(&self.log, vec![id], &mut after);
+                registry.remove_cut(&self.log, vec![id], &mut after);
             }
             drop(registry);
             after.run();
@@ -347,13 +329,14 @@ impl ChatRoom {
     /// The names of the members online, in the order they joined.
     pub fn member_names(&self) -> Vec<Arc<str>> {
         let registry = self.registry.read();
-        registry.members.iter().map(|m| m.name.clone()).collect()
+        registry.members.values().map(|m| m.name.clone()).collect()
     }
 
-    /// The `Users online (<n>): …` line, rendered under one read lock.
+    /// The `Users online (<n>): …` line: the names are read under one read
+    /// lock, and rendered after it.
     pub fn user_list(&self) -> Bytes {
-        let registry = self.registry.read();
-        let names: Vec<&str> = registry.members.iter().map(|m| &*m.name).collect();
+        let names = self.member_names();
+        let names: Vec<&str> = names.iter().map(|name| &**name).collect();
         Reply::UserList(&names).encode()
     }
 
@@ -384,7 +367,7 @@ impl ChatRoom {
     pub fn close(&self, last: &Bytes) {
         let mut registry = self.registry.write();
         registry.closed = true;
-        for member in registry.members.drain(..) {
+        for member in std::mem::take(&mut registry.members).into_values() {
             member.outbox.close_with(last);
         }
         registry.by_key.clear();
@@ -416,6 +399,7 @@ impl fmt::Debug for ChatRoom {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OutboxState;
 
     fn outbox() -> Arc<Outbox> {
         Arc::new(Outbox::new(1 << 20))
@@ -563,7 +547,109 @@ mod tests {
             1
         );
         assert_eq!(room.member_names(), [Arc::from("ana")]);
-        assert_eq!(slow.state(), crate::outbox::OutboxState::Aborted);
+        assert_eq!(slow.state(), OutboxState::Aborted);
+    }
+
+    #[test]
+    fn a_join_whose_lines_overflow_the_newcomer_is_refused_and_unheard() {
+        let room = ChatRoom::new();
+        let a = outbox();
+        room.join("ana", a.clone()).expect("join");
+        lines(&a);
+        // "Welcome to the chat, tiny!\n" is 27 bytes, the join line 26: the
+        // first limit takes neither, the second only the welcome.
+        for limit in [20, 40] {
+            let tiny = Arc::new(Outbox::new(limit));
+            assert_eq!(
+                room.join("tiny", tiny.clone()),
+                Err(JoinError::Undeliverable)
+            );
+            assert_eq!(tiny.state(), OutboxState::Aborted, "limit {limit}");
+        }
+        let closed = outbox();
+        closed.close();
+        assert_eq!(room.join("tiny", closed), Err(JoinError::Undeliverable));
+        assert!(lines(&a).is_empty(), "nobody is told anything");
+        assert_eq!(room.member_names(), [Arc::from("ana")]);
+        let t = outbox();
+        room.join("TINY", t.clone())
+            .expect("the name is still free");
+        assert_eq!(lines(&a), ["TINY has joined the chat."]);
+        assert_eq!(
+            lines(&t),
+            ["Welcome to the chat, TINY!", "TINY has joined the chat."]
+        );
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_members_its_join_overflowed() {
+        let room = ChatRoom::new();
+        let (a, b) = (outbox(), outbox());
+        // Takes its own 53 bytes, not the next join line.
+        let slow = Arc::new(Outbox::new(60));
+        room.join("ana", a.clone()).expect("join");
+        room.join("slow", slow.clone()).expect("join");
+        lines(&a);
+        room.join("bob", b.clone()).expect("join");
+        assert_eq!(slow.state(), OutboxState::Aborted);
+        let told = ["bob has joined the chat.", "slow has left the chat."];
+        assert_eq!(lines(&a), told);
+        assert_eq!(lines(&b)[1..], told);
+    }
+
+    #[test]
+    fn nothing_is_logged_under_the_lock() {
+        use std::cell::RefCell;
+
+        /// The room a thread watches, and what was logged: whether its lock
+        /// was free, and the message.
+        type Watched = Option<(Arc<ChatRoom>, Vec<(bool, String)>)>;
+        thread_local! {
+            static WATCHED: RefCell<Watched> = const { RefCell::new(None) };
+        }
+        struct LockCheck;
+        impl log::Log for LockCheck {
+            fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                true
+            }
+            fn log(&self, record: &log::Record<'_>) {
+                WATCHED.with(|watched| {
+                    if let Some((room, seen)) = &mut *watched.borrow_mut() {
+                        let free = room.registry.try_write().is_some();
+                        seen.push((free, record.args().to_string()));
+                    }
+                });
+            }
+            fn flush(&self) {}
+        }
+        static LOGGER: LockCheck = LockCheck;
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            log::set_logger(&LOGGER).expect("the first logger of this test binary");
+            log::set_max_level(log::LevelFilter::Trace);
+        });
+
+        let room = Arc::new(ChatRoom::new());
+        WATCHED.with(|w| *w.borrow_mut() = Some((room.clone(), Vec::new())));
+        // Each of the three is overflowed by another path: a join, a
+        // whisper, a public line.
+        let ana = room.join("ana", outbox()).expect("join");
+        room.join("slow", Arc::new(Outbox::new(60))).expect("join");
+        room.join("quiet", Arc::new(Outbox::new(100)))
+            .expect("join");
+        room.whisper(ana, "quiet", &"x".repeat(60))
+            .expect("whisper");
+        room.join("bob", Arc::new(Outbox::new(200))).expect("join");
+        room.broadcast(ana, &"y".repeat(150)).expect("broadcast");
+        room.leave(ana);
+        let (_, seen) = WATCHED.with(|w| w.borrow_mut().take()).expect("watched");
+        assert!(room.is_empty());
+        let removed = seen.iter().filter(|(_, m)| m.contains("removed")).count();
+        assert_eq!(removed, 3, "{seen:?}");
+        assert!(seen.len() >= 6, "{seen:?}");
+        for (free, message) in &seen {
+            assert!(free, "logged under the room's lock: {message}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::room::{ChatRoom, JoinError, MemberId, RoomError};
 
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Waiting for an acceptable name.
     Handshake,
@@ -48,6 +49,9 @@ pub struct Session {
     outbox: Arc<Outbox>,
     codec: LineCodec,
     state: SessionState,
+    /// The bytes each public line costs beyond its text once rendered
+    /// (`<name>: ` and `\n`); known once joined.
+    line_overhead: usize,
 }
 
 impl Session {
@@ -58,6 +62,7 @@ impl Session {
             outbox,
             codec: LineCodec::new(max_line),
             state: SessionState::Handshake,
+            line_overhead: 0,
         };
         session.send(Reply::Name.encode());
         session
@@ -93,7 +98,7 @@ impl Session {
     /// Consecutive public lines go to the room together, as one event (see
     /// [`ChatRoom::broadcast_all`]); any other line first sends them.
     pub fn receive(&mut self, buf: &mut BytesMut) -> SessionState {
-        let mut said = Said::default();
+        let mut said = Said::new(self.outbox.limit(), self.line_overhead);
         while !self.check_outbox() {
             let Some(frame) = self.codec.decode(buf) else {
                 break;
@@ -166,9 +171,10 @@ impl Session {
         }
         match Command::parse(line) {
             Command::Say(text) => {
-                if said.add(text) {
+                if !said.fits(text) {
                     self.say(said);
                 }
+                said.add(text);
             }
             command => {
                 self.say(said);
@@ -198,6 +204,7 @@ impl Session {
             Ok(id) => {
                 log::info!("member {id} joined");
                 self.state = SessionState::Joined(id);
+                self.line_overhead = name.len() + 3;
             }
             Err(JoinError::InvalidName(_)) => {
                 self.send(Reply::InvalidName.encode());
@@ -207,8 +214,21 @@ impl Session {
                 self.send(Reply::NameTaken(name).encode());
                 self.send(Reply::Name.encode());
             }
-            Err(JoinError::Closed) => self.end(),
+            Err(JoinError::Closed) => self.shut_down(),
+            Err(JoinError::Undeliverable) => {
+                log::info!("connection dropped: its welcome overflowed its outbox");
+                self.end();
+            }
         }
+    }
+
+    /// The room is closed (the server is shutting down): `Server is shutting
+    /// down.` is the last line, even for a connection that the shutdown's
+    /// sweep of connections has not reached yet (it will find the outbox
+    /// closed and add nothing).
+    fn shut_down(&mut self) {
+        self.outbox.close_with(&Reply::ShuttingDown.encode());
+        self.state = SessionState::Closed;
     }
 
     /// Sends the public lines gathered so far, if any.
@@ -235,7 +255,12 @@ impl Session {
                 Ok(())
             }
             Command::List => {
-                self.send(self.room.user_list());
+                // Its size is the room's, not the member's: it does not
+                // count against the member's limit (see `Outbox::push_reply`).
+                if self.outbox.push_reply(&self.room.user_list()) == Push::Overflow {
+                    log::info!("member {id} dropped: its outbox overflowed");
+                    self.end();
+                }
                 Ok(())
             }
             Command::Help => {
@@ -258,7 +283,8 @@ impl Session {
             Err(RoomError::UserNotFound(target)) => {
                 self.send(Reply::UserNotFound(&target).encode());
             }
-            Err(RoomError::NotMember(_) | RoomError::Closed) => self.end(),
+            Err(RoomError::Closed) => self.shut_down(),
+            Err(RoomError::NotMember(_)) => self.end(),
         }
     }
 
@@ -273,22 +299,43 @@ impl Session {
 }
 
 /// Public lines read together, waiting to go to the room as one event.
-#[derive(Default)]
 struct Said<'a> {
     texts: Vec<&'a str>,
+    /// The rendered size of the lines in `texts`.
     bytes: usize,
+    /// The most rendered bytes of one event (unless a single line is more).
+    max_bytes: usize,
+    /// What rendering adds to each line's text.
+    overhead: usize,
 }
 
 impl<'a> Said<'a> {
-    /// At most this many bytes of text go to the room in one event, so that
-    /// one sender's burst holds the room's lock only briefly.
+    /// At most this many bytes go to the room in one event, so that one
+    /// sender's burst holds the room's lock only briefly.
     const MAX_BYTES: usize = 16 * 1024;
 
-    /// Adds a line; returns whether the batch is full and should be sent.
-    fn add(&mut self, text: &'a str) -> bool {
+    /// A batch for an outbox holding `queue_limit` bytes: one event takes at
+    /// most a quarter of it (rendered), unless a single line is more. A
+    /// member whose writer keeps its queue under three quarters full takes
+    /// every batch whole, as it would take the same lines one by one; a
+    /// batch larger than the queue would overflow every member at once.
+    fn new(queue_limit: usize, overhead: usize) -> Self {
+        Said {
+            texts: Vec::new(),
+            bytes: 0,
+            max_bytes: Self::MAX_BYTES.min(queue_limit / 4),
+            overhead,
+        }
+    }
+
+    /// Whether `text` can join the batch (an empty batch takes any line).
+    fn fits(&self, text: &str) -> bool {
+        self.texts.is_empty() || self.bytes + self.overhead + text.len() <= self.max_bytes
+    }
+
+    fn add(&mut self, text: &'a str) {
         self.texts.push(text);
-        self.bytes += text.len();
-        self.bytes >= Self::MAX_BYTES
+        self.bytes += self.overhead + text.len();
     }
 
     fn clear(&mut self) {
@@ -305,6 +352,23 @@ mod tests {
     struct Client {
         session: Session,
         outbox: Arc<Outbox>,
+        reader: Option<Arc<KeepUp>>,
+    }
+
+    /// Takes everything from its outbox whenever it is woken.
+    #[derive(Default)]
+    struct KeepUp {
+        outbox: parking_lot::Mutex<std::sync::Weak<Outbox>>,
+        taken: parking_lot::Mutex<Vec<u8>>,
+    }
+
+    impl crate::outbox::Wake for KeepUp {
+        fn wake(&self) {
+            if let Some(outbox) = self.outbox.lock().upgrade() {
+                let (bytes, _) = outbox.take();
+                self.taken.lock().extend_from_slice(&bytes);
+            }
+        }
     }
 
     impl Client {
@@ -315,7 +379,11 @@ mod tests {
         fn with_limits(room: &Arc<ChatRoom>, max_line: usize, queue: usize) -> Self {
             let outbox = Arc::new(Outbox::new(queue));
             let session = Session::new(room.clone(), outbox.clone(), max_line);
-            Client { session, outbox }
+            Client {
+                session,
+                outbox,
+                reader: None,
+            }
         }
 
         fn send(&mut self, bytes: &[u8]) -> SessionState {
@@ -324,6 +392,31 @@ mod tests {
 
         fn lines(&self) -> Vec<String> {
             String::from_utf8(self.outbox.drain_bytes())
+                .expect("utf-8")
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        /// A client whose writer takes every line as soon as it is queued:
+        /// a reader that keeps up, and nothing more.
+        fn keeping_up(room: &Arc<ChatRoom>, queue: usize) -> Self {
+            let reader = Arc::new(KeepUp::default());
+            let outbox = Arc::new(Outbox::with_waker(queue, reader.clone()));
+            *reader.outbox.lock() = Arc::downgrade(&outbox);
+            let session = Session::new(room.clone(), outbox.clone(), 4096);
+            Client {
+                session,
+                outbox,
+                reader: Some(reader),
+            }
+        }
+
+        /// What a keeping-up reader has taken so far.
+        fn taken(&self) -> Vec<String> {
+            let reader = self.reader.as_ref().expect("a keeping-up client");
+            let bytes = std::mem::take(&mut *reader.taken.lock());
+            String::from_utf8(bytes)
                 .expect("utf-8")
                 .lines()
                 .map(str::to_owned)
@@ -518,6 +611,97 @@ mod tests {
             1
         );
         assert!(!got.iter().any(|l| l.contains("still here")));
+    }
+
+    #[test]
+    fn a_name_whose_welcome_overflows_ends_the_connection_unheard() {
+        let room = Arc::new(ChatRoom::new());
+        let mut watcher = Client::joined(&room, "w");
+        // `NAME` and the welcome fit, the join line does not.
+        let mut c = Client::with_limits(&room, 64, 40);
+        assert_eq!(c.send(b"tiny\nmore\n"), SessionState::Closed);
+        assert_eq!(c.outbox.state(), OutboxState::Aborted);
+        assert!(watcher.lines().is_empty());
+        watcher.send(b"\\list\n");
+        assert_eq!(watcher.lines(), ["Users online (1): w"]);
+    }
+
+    #[test]
+    fn a_name_after_the_room_closed_gets_the_shutdown_line() {
+        let room = Arc::new(ChatRoom::new());
+        let mut c = Client::new(&room);
+        // The room is closed, the connection table not yet: this connection
+        // is reached by neither sweep.
+        room.close(&Reply::ShuttingDown.encode());
+        assert_eq!(c.send(b"ana\n"), SessionState::Closed);
+        assert_eq!(c.outbox.state(), OutboxState::Closing);
+        c.outbox.close_with(&Reply::ShuttingDown.encode());
+        assert_eq!(c.lines(), ["NAME", "Server is shutting down."]);
+    }
+
+    #[test]
+    fn the_list_of_a_full_room_reaches_a_member_that_reads() {
+        let room = Arc::new(ChatRoom::new());
+        // 10,000 names of 32 four-byte characters: the list passes 1 MiB.
+        let name = |i: usize| -> String {
+            let digit = |d: usize| char::from_u32(0x1F600 + d as u32).expect("an emoji");
+            let mut name = "\u{1F642}".repeat(29);
+            name.extend([i / 6400, i / 80 % 80, i % 80].map(digit));
+            name
+        };
+        for i in 0..10_000 {
+            let outbox = Arc::new(Outbox::new(1024));
+            room.join(&name(i), outbox.clone()).expect("join");
+            // Pushing to a closed outbox is cheap: the room fills fast.
+            outbox.close();
+        }
+        let mut asker = Client::with_limits(&room, 4096, crate::outbox::DEFAULT_QUEUE_BYTES);
+        asker.send("asker\n".as_bytes());
+        asker.lines();
+        assert!(matches!(asker.send(b"\\list\n"), SessionState::Joined(_)));
+        let list = asker.lines();
+        assert_eq!(list.len(), 1);
+        assert!(
+            list[0].len() > crate::outbox::DEFAULT_QUEUE_BYTES,
+            "{}",
+            list[0].len()
+        );
+        let expected = format!("Users online (10001): {}, ", name(0));
+        assert!(list[0].starts_with(&expected));
+        assert!(list[0].ends_with(&format!("{}, asker", name(9_999))));
+        assert_eq!(room.len(), 10_001);
+        // Asking again without reading the first is what cuts a member.
+        assert_eq!(asker.send(b"\\list\n\\list\n"), SessionState::Closed);
+        assert_eq!(asker.outbox.state(), OutboxState::Aborted);
+        assert_eq!(room.len(), 10_000);
+    }
+
+    #[test]
+    fn a_burst_read_at_once_never_overflows_a_small_queue() {
+        let room = Arc::new(ChatRoom::new());
+        let mut ana = Client::keeping_up(&room, 4096);
+        let bob = Client::keeping_up(&room, 4096);
+        ana.send(b"ana\n");
+        let mut bob = bob;
+        bob.send(b"bob\n");
+        ana.taken();
+        bob.taken();
+        let burst: String = (0..60)
+            .map(|i| format!("{i:02} {}\n", "x".repeat(97)))
+            .collect();
+        assert!(burst.len() > 4096);
+        assert!(matches!(
+            ana.send(burst.as_bytes()),
+            SessionState::Joined(_)
+        ));
+        let expected: Vec<String> = (0..60)
+            .map(|i| format!("ana: {i:02} {}", "x".repeat(97)))
+            .collect();
+        for (name, got) in [("ana", ana.taken()), ("bob", bob.taken())] {
+            assert_eq!(got.len(), expected.len(), "{name} was cut");
+            assert_eq!(got, expected);
+        }
+        assert_eq!(room.len(), 2);
     }
 
     #[test]

@@ -26,6 +26,24 @@
 //! parts refer to the log's shared chunks) and writes it with one vectored
 //! write; [`Outbox::take`] makes a contiguous copy instead. An idle member's
 //! outbox holds no buffer.
+//!
+//! # The bound
+//!
+//! The backlog that counts against the limit leaves out what the writer
+//! holds (filled and not yet consumed: it is being written), and one reply
+//! the member asked for and whose size the server chooses (the user list,
+//! which grows with the room), pushed with [`Outbox::push_reply`]: asking is
+//! never what cuts a member that reads. Only one such reply is exempt at a
+//! time, until the writer takes it; one asked for again before that counts
+//! like any line, so a member that keeps asking without reading is still
+//! cut. The final line of [`Outbox::close_with`] does not count either.
+//!
+//! # Urgency
+//!
+//! A writer may wait before writing a little (to write more at once). Once
+//! the counted backlog reaches [`Outbox::urgent_bytes`], the outbox says so
+//! ([`Wake::wake_urgent`]) and the writer should write at once: a member is
+//! cut only for its own slowness, never for its writer's patience.
 
 mod batch;
 mod private;
@@ -42,29 +60,42 @@ use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use batch::{WriteBatch, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PARTS};
+use roomlog::{Admitted, ReaderId};
 pub(crate) use roomlog::{Fallout, RoomLog, WakeKind};
 pub use roomlog::{LogStats, DEFAULT_CHUNK_BYTES};
 
 use private::PrivateQueue;
-use roomlog::ReaderId;
 
 /// The default limit of a member's backlog: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+
+/// The backlog at which an outbox is urgent, for a large limit: what a
+/// writer that waits to write more at once holds back at most.
+pub const URGENT_BYTES: usize = 16 * 1024;
 
 /// Something to poke when an outbox has something new for its writer.
 ///
 /// It may be called with the room's lock held, so it must be quick and must
 /// not block: set a flag, push to a ready list, signal an event loop.
 pub trait Wake: Send + Sync {
-    /// The outbox went from nothing to write to something to do (a line, or
-    /// a change of state), or its backlog reached the level asked for with
-    /// [`Outbox::notify_when_pending`].
+    /// The outbox went from nothing to write to something to do: a line, or
+    /// a change of state.
     fn wake(&self);
+
+    /// The outbox's counted backlog just reached [`Outbox::urgent_bytes`]:
+    /// write it now, even if the writer meant to wait. Called once each time
+    /// it reaches the level (it goes back under only as the writer writes),
+    /// instead of [`Wake::wake`] when a line does both. By default, the
+    /// same as [`Wake::wake`].
+    fn wake_urgent(&self) {
+        self.wake();
+    }
 }
 
 /// What became of a pushed line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Push {
     /// The line is queued.
     Queued,
@@ -77,6 +108,7 @@ pub enum Push {
 
 /// The state of an outbox, as a writer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutboxState {
     /// Lines may still come.
     Open,
@@ -99,8 +131,14 @@ struct State {
     reader: Option<Attached>,
     /// The writer found nothing to write: the next line wakes it.
     waiting: bool,
-    /// Wake the writer when the backlog reaches this (`usize::MAX`: no).
-    level: usize,
+    /// Bytes of a reply queued with [`Outbox::push_reply`] that do not
+    /// count, and where in the private stream it ends.
+    exempt: usize,
+    exempt_end: u64,
+    /// Private bytes ever queued and ever written: positions in the
+    /// private stream.
+    private_in: u64,
+    private_out: u64,
 }
 
 /// A member's bounded queue of lines, for one connection.
@@ -134,7 +172,10 @@ impl Outbox {
                 // A new outbox's writer has found nothing: the first line
                 // wakes it.
                 waiting: true,
-                level: usize::MAX,
+                exempt: 0,
+                exempt_end: 0,
+                private_in: 0,
+                private_out: 0,
             }),
             changed: Condvar::new(),
             waker,
@@ -146,54 +187,65 @@ impl Outbox {
         self.limit
     }
 
+    /// The counted backlog at which the outbox is urgent (see
+    /// [`Wake::wake_urgent`]): [`URGENT_BYTES`], or a quarter of a smaller
+    /// limit.
+    pub fn urgent_bytes(&self) -> usize {
+        URGENT_BYTES.min(self.limit / 4).max(1)
+    }
+
     /// Queues a private line (a copy of it), or aborts the outbox if the
     /// line would take the backlog past the limit.
     pub fn push(&self, line: &[u8]) -> Push {
         self.push_line(line, false)
     }
 
-    /// Like [`Outbox::push`], but the line is queued even past the limit.
-    /// For a reply the server chose to send (it is bounded and there is no
-    /// other way to say it); the member is cut later if its backlog is still
-    /// over the limit when the room's next line comes.
-    pub fn push_exempt(&self, line: &[u8]) -> Push {
+    /// Queues a reply the member asked for and whose size the server
+    /// chooses (such as the user list). It does not count against the
+    /// limit, unless a reply so queued is still waiting for the writer: then
+    /// it counts like any line (see [the bound](self#the-bound)).
+    pub fn push_reply(&self, line: &[u8]) -> Push {
         self.push_line(line, true)
     }
 
-    fn push_line(&self, line: &[u8], exempt: bool) -> Push {
+    fn push_line(&self, line: &[u8], reply: bool) -> Push {
         let mut state = self.state.lock();
         if state.status != OutboxState::Open {
             return Push::Closed;
         }
-        let (tag, log_pending) = match &state.reader {
-            Some(at) => {
-                let mut log = at.log.lock();
-                match log.admit_private(at.id, line.len(), exempt) {
-                    Some(tag) => (tag, log.pending(at.id)),
-                    None => {
-                        drop(log);
-                        self.abort_locked(state);
-                        return Push::Overflow;
-                    }
-                }
+        let exempt = reply && state.exempt == 0;
+        let admitted = state
+            .reader
+            .as_ref()
+            .map(|at| at.log.lock().admit_private(at.id, line.len(), exempt));
+        let (tag, urgent) = match admitted {
+            Some(Admitted::Queued { tag, urgent }) => (tag, urgent),
+            Some(Admitted::Refused) => {
+                self.abort_locked(state);
+                return Push::Overflow;
             }
             None => {
-                if !exempt && state.private.len().saturating_add(line.len()) > self.limit {
+                let counted = state.private.len() - state.exempt;
+                let after = counted.saturating_add(line.len());
+                if !exempt && after > self.limit {
                     self.abort_locked(state);
                     return Push::Overflow;
                 }
-                (0, 0)
+                let level = self.urgent_bytes();
+                (0, !exempt && counted < level && after >= level)
             }
         };
         state.private.push(tag, line);
-        let pending = state.private.len() as u64 + log_pending;
-        let level = pending >= state.level as u64;
-        if state.waiting || level {
-            state.waiting = false;
-            if level {
-                state.level = usize::MAX;
-            }
-            drop(state);
+        state.private_in += line.len() as u64;
+        if exempt {
+            state.exempt = line.len();
+            state.exempt_end = state.private_in;
+        }
+        let waiting = std::mem::replace(&mut state.waiting, false);
+        drop(state);
+        if urgent {
+            self.notify_urgent();
+        } else if waiting {
             self.notify();
         }
         Push::Queued
@@ -217,11 +269,10 @@ impl Outbox {
         if state.status != OutboxState::Open {
             return;
         }
+        // The last line is not counted: nothing counted comes after it.
         let tag = stop_reading(&mut state);
         state.private.push(tag, last);
-        if let (Some(at), false) = (&state.reader, last.is_empty()) {
-            at.log.lock().admit_private(at.id, last.len(), true);
-        }
+        state.private_in += last.len() as u64;
         state.status = OutboxState::Closing;
         drop(state);
         self.notify();
@@ -240,6 +291,7 @@ impl Outbox {
             at.log.lock().detach(at.id);
         }
         state.private.clear();
+        state.exempt = 0;
         state.status = OutboxState::Aborted;
         state.waiting = false;
         drop(state);
@@ -265,25 +317,6 @@ impl Outbox {
     /// The backlog: bytes due to this member and not yet written.
     pub fn pending_bytes(&self) -> usize {
         pending(&self.state.lock())
-    }
-
-    /// Asks for a wake-up once the backlog reaches `level` bytes (an event
-    /// loop that put off writing this outbox uses it to write at once when
-    /// much has come). Returns `true`, and arms nothing, if it already has.
-    /// One level at a time: a new call replaces the last.
-    pub fn notify_when_pending(&self, level: usize) -> bool {
-        let mut state = self.state.lock();
-        if pending(&state) >= level {
-            state.level = usize::MAX;
-            return true;
-        }
-        state.level = level;
-        if let Some(at) = &state.reader {
-            let private = state.private.len();
-            let log_level = level.saturating_sub(private).saturating_add(private);
-            return at.log.lock().arm_level(at.id, log_level);
-        }
-        false
     }
 
     /// Fills `batch` (emptied first) with what is due next, in order, within

@@ -100,7 +100,7 @@ fn log(chunk: usize) -> Arc<RoomLog> {
 
 fn reader(log: &Arc<RoomLog>, tag: u64, limit: usize) -> Arc<Outbox> {
     let outbox = Arc::new(Outbox::new(limit));
-    outbox.attach(log, tag);
+    assert!(outbox.attach(log, tag, b"", 0));
     outbox
 }
 
@@ -112,6 +112,11 @@ fn append(log: &Arc<RoomLog>, event: &[u8]) -> Vec<u64> {
     for (outbox, kind) in fallout.wake {
         if let Some(outbox) = outbox.upgrade() {
             outbox.wake_from_log(kind);
+        }
+    }
+    for outbox in fallout.abort {
+        if let Some(outbox) = outbox.upgrade() {
+            outbox.abort();
         }
     }
     fallout
@@ -221,7 +226,7 @@ fn private_lines_come_out_where_they_were_accepted() {
         let b = reader(&log, 2, 1000);
         let c = Arc::new(Outbox::new(1000));
         let _ = c.push(b"p0\n");
-        c.attach(&log, 3);
+        assert!(c.attach(&log, 3, b"", 0));
         append(&log, b"L1\n");
         append(&log, b"L2\n");
         let _ = c.push(b"p1\n");
@@ -287,7 +292,7 @@ fn a_writer_that_caught_up_is_woken_by_the_next_append_only() {
     let log = log(64);
     let count = Count::new();
     let a = Arc::new(Outbox::with_waker(1000, count.clone()));
-    a.attach(&log, 1);
+    assert!(a.attach(&log, 1, b"", 0));
     append(&log, b"1\n");
     assert_eq!(count.get(), 1, "the writer had found nothing yet");
     append(&log, b"2\n");
@@ -299,22 +304,40 @@ fn a_writer_that_caught_up_is_woken_by_the_next_append_only() {
 }
 
 #[test]
-fn a_level_wakes_a_writer_that_put_off_writing() {
+fn the_log_tells_a_writer_that_put_off_writing_once_its_backlog_is_urgent() {
+    #[derive(Default)]
+    struct Heard(parking_lot::Mutex<Vec<&'static str>>);
+    impl Wake for Heard {
+        fn wake(&self) {
+            self.0.lock().push("wake");
+        }
+        fn wake_urgent(&self) {
+            self.0.lock().push("urgent");
+        }
+    }
+    let heard = Arc::new(Heard::default());
     let log = log(64);
-    let count = Count::new();
-    let a = Arc::new(Outbox::with_waker(1000, count.clone()));
-    a.attach(&log, 1);
-    append(&log, b"0123456789");
-    assert_eq!(count.get(), 1);
-    assert!(!a.notify_when_pending(25));
-    append(&log, b"0123456789");
-    assert_eq!(count.get(), 1);
-    append(&log, b"01234");
-    assert_eq!(count.get(), 2, "25 bytes pending");
-    assert!(a.notify_when_pending(25), "reached already");
-    assert!(!a.notify_when_pending(40));
-    let _ = a.push(&[b'p'; 15]);
-    assert_eq!(count.get(), 3, "a private line can reach the level too");
+    let a = Arc::new(Outbox::with_waker(400, heard.clone()));
+    assert!(a.attach(&log, 1, b"", 0));
+    assert_eq!(a.urgent_bytes(), 100);
+    let mut check = |event: &[u8], expected: &[&str]| {
+        append(&log, event);
+        assert_eq!(std::mem::take(&mut *heard.0.lock()), expected, "{event:?}");
+    };
+    check(&[b'a'; 60], &["wake"]);
+    check(&[b'b'; 30], &[]);
+    check(&[b'c'; 10], &["urgent"]);
+    check(&[b'd'; 50], &[]);
+    // Writing takes it back under the level; reaching it again is heard.
+    assert_eq!(read_up_to(&a, 100).len(), 100);
+    check(&[b'e'; 10], &[]);
+    check(&[b'f'; 40], &["urgent"]);
+    // A private line may reach it too.
+    assert_eq!(read_up_to(&a, 50).len(), 50);
+    assert_eq!(a.push(&[b'p'; 49]), Push::Queued);
+    assert!(heard.0.lock().is_empty());
+    assert_eq!(a.push(b"q"), Push::Queued);
+    assert_eq!(std::mem::take(&mut *heard.0.lock()), ["urgent"]);
 }
 
 #[test]
@@ -348,7 +371,7 @@ fn joining_again_keeps_what_the_first_membership_had_to_write() {
     append(&one, b"first room\n");
     let _ = a.push(b"p\n");
     let b = reader(&two, 1, 1000);
-    a.attach(&two, 2);
+    assert!(a.attach(&two, 2, b"", 0));
     append(&two, b"second room\n");
     assert_eq!(a.drain_bytes(), b"first room\np\nsecond room\n");
     assert_eq!(b.drain_bytes(), b"second room\n");
@@ -378,7 +401,8 @@ fn a_reader_that_left_is_held_to_its_limit_too() {
     gone.leave_log();
     assert_eq!(gone.pending_bytes(), 20);
     assert!(append(&log, &[b'b'; 30]).is_empty(), "20 + 30 = the limit");
-    assert_eq!(append(&log, b"c"), [1]);
+    assert_eq!(gone.state(), OutboxState::Open);
+    assert!(append(&log, b"c").is_empty(), "not a member to remove");
     assert_eq!(gone.state(), OutboxState::Aborted);
 }
 
@@ -397,4 +421,68 @@ fn bytes_in_the_writers_hands_count_again_only_if_they_did_not_go_out() {
     a.consume(&mut batch, 10);
     assert_eq!(a.pending_bytes(), 50);
     assert_eq!(append(&log, b"c"), [1], "20 + 30 + 1 bytes are over 30");
+}
+
+#[test]
+fn a_requested_reply_may_pass_the_limit_once_until_taken() {
+    let outbox = Outbox::new(10);
+    let list = [b'x'; 30];
+    assert_eq!(outbox.push(b"abcd\n"), Push::Queued);
+    assert_eq!(outbox.push_reply(&list), Push::Queued, "exempt");
+    assert_eq!(outbox.push(b"efgh\n"), Push::Queued, "10 bytes count");
+    assert_eq!(outbox.pending_bytes(), 40);
+    assert_eq!(outbox.push(b"i"), Push::Overflow, "11 bytes count");
+    let outbox = Outbox::new(10);
+    assert_eq!(outbox.push_reply(&list), Push::Queued);
+    let _ = outbox.take();
+    assert_eq!(outbox.push_reply(&list), Push::Queued, "exempt again");
+    assert_eq!(
+        outbox.push_reply(&list),
+        Push::Overflow,
+        "asked again before the first was taken"
+    );
+    assert_eq!(outbox.state(), OutboxState::Aborted);
+}
+
+#[test]
+fn a_requested_reply_does_not_count_in_the_room_either() {
+    let log = log(64);
+    let a = reader(&log, 1, 50);
+    append(&log, &[b'a'; 20]);
+    assert_eq!(a.push_reply(&[b'L'; 200]), Push::Queued);
+    assert!(append(&log, &[b'b'; 30]).is_empty(), "20 + 30 count");
+    assert_eq!(a.pending_bytes(), 250);
+    // Taking the reply ends its exemption: what of it does not go out
+    // counts again.
+    let mut batch = WriteBatch::unbounded();
+    a.fill(&mut batch);
+    assert_eq!(batch.len(), 250);
+    a.consume(&mut batch, 100);
+    assert_eq!(a.pending_bytes(), 150);
+    assert_eq!(append(&log, &[b'c'; 20]), [1], "120 + 30 + 20 count");
+}
+
+#[test]
+fn the_waker_hears_again_when_pending_bytes_turn_urgent() {
+    #[derive(Default)]
+    struct Heard(parking_lot::Mutex<Vec<&'static str>>);
+    impl Wake for Heard {
+        fn wake(&self) {
+            self.0.lock().push("wake");
+        }
+        fn wake_urgent(&self) {
+            self.0.lock().push("urgent");
+        }
+    }
+    let heard = Arc::new(Heard::default());
+    let outbox = Outbox::with_waker(400, heard.clone());
+    assert_eq!(outbox.urgent_bytes(), 100);
+    for (bytes, expected) in [(60, &["wake"][..]), (30, &[]), (20, &["urgent"]), (50, &[])] {
+        assert_eq!(outbox.push(&vec![b'x'; bytes]), Push::Queued);
+        assert_eq!(std::mem::take(&mut *heard.0.lock()), expected, "{bytes}");
+    }
+    let _ = outbox.take();
+    assert_eq!(outbox.push(&[b'x'; 150]), Push::Queued);
+    assert_eq!(std::mem::take(&mut *heard.0.lock()), ["urgent"]);
+    assert_eq!(Outbox::new(1 << 20).urgent_bytes(), URGENT_BYTES);
 }

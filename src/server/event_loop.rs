@@ -8,7 +8,12 @@
 //!
 //! Outboxes wake their loop through [`Wake`]: the connection's token goes on
 //! the loop's ready list and, at most once per turn of the loop, its
-//! `mio::Waker` is signalled.
+//! `mio::Waker` is signalled. A connection with a little to say may be
+//! written with the next flush tick rather than at once; its outbox wakes the
+//! loop again when its pending bytes reach [`Outbox::urgent_bytes`], and the
+//! loop then writes it at once, tick or not. So a deferred outbox holds at
+//! most that many bytes plus what one turn of the loop pushes into it: a
+//! member is cut for its own slowness, never for the loop's batching.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -59,8 +64,6 @@ const FLUSH_INTERVAL_MAX: Duration = Duration::from_millis(50);
 /// interval or not: coalescing pays only when there are many writes to do,
 /// and a lone request and its answer should not wait.
 const IMMEDIATE_WAKES: usize = 16;
-/// Pending bytes that are written at once, interval or not.
-const FLUSH_NOW_BYTES: usize = 16 * 1024;
 
 /// What a loop shares with the threads that wake it.
 struct Shared {
@@ -89,7 +92,9 @@ impl Shared {
     }
 }
 
-/// Wakes a connection's loop when its outbox has something new.
+/// Wakes a connection's loop when its outbox has something new, or has
+/// become urgent (the loop tells them apart by the outbox's pending bytes,
+/// so both wakes are the same cheap push).
 struct ConnWaker {
     shared: Arc<Shared>,
     token: usize,
@@ -466,38 +471,34 @@ impl EventLoop {
 
     /// A connection's outbox has something new: write it now, or with the
     /// next flush tick if the connection was written to very recently and
-    /// has little to say.
+    /// has little to say. An urgent outbox (closed, aborted, or holding
+    /// [`Outbox::urgent_bytes`]) is written now even if it was deferred.
     fn wake_flush(&mut self, token: usize, now: Instant, interval: Duration) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
         };
         let (pending, state) = conn.outbox.status();
-        let urgent = state != OutboxState::Open || pending >= FLUSH_NOW_BYTES;
-        if conn.deferred && !urgent {
-            return;
-        }
-        if urgent || now >= conn.flushed_at + interval {
-            // A deferred connection stays on the deferred list; the tick
-            // finds it written.
+        let urgent = state != OutboxState::Open || pending >= conn.outbox.urgent_bytes();
+        if urgent || (!conn.deferred && now >= conn.flushed_at + interval) {
+            // Its token may stay in the deferred list: the tick skips it.
+            conn.deferred = false;
             conn.flushed_at = now;
             self.flush(token);
-        } else if conn.outbox.notify_when_pending(FLUSH_NOW_BYTES) {
-            // Much came while it was being put off: write it now.
-            conn.flushed_at = now;
-            self.flush(token);
-        } else {
-            // Woken again once FLUSH_NOW_BYTES are pending, tick or not.
+        } else if !conn.deferred {
             conn.deferred = true;
             self.deferred.push(token);
             self.deferred_due.get_or_insert(now + interval);
         }
     }
 
-    /// The flush tick: writes every deferred connection.
+    /// The flush tick: writes every connection still deferred.
     fn flush_deferred(&mut self, now: Instant) {
         self.deferred_due = None;
         for token in std::mem::take(&mut self.deferred) {
             if let Some(conn) = self.conn_mut(token) {
+                if !conn.deferred {
+                    continue;
+                }
                 conn.deferred = false;
                 conn.flushed_at = now;
                 self.flush(token);

@@ -54,6 +54,9 @@ impl Shutdown {
         // The room first, in one critical section: members get every line
         // accepted before, then the last line. Then connections still in the
         // handshake (members' outboxes are already closed and keep theirs).
+        // A name that arrives between the two finds the room closed: its
+        // session closes its outbox with this same line (see
+        // `Session::receive`), and `close_all` adds nothing to it.
         self.inner.room.close(&last);
         self.inner.connections.close_all(&last);
         (self.inner.wake_accept)();

@@ -44,6 +44,23 @@ impl TestServer {
 
     /// Starts a server with the given limits on 127.0.0.1, port 0.
     pub fn with_config(io: Io, config: ServerConfig) -> Self {
+        Self::spawn(config, move |server| match io {
+            Io::Threads => server.run(),
+            Io::Events => server.run_event_loops(2),
+        })
+    }
+
+    /// Starts a server with `loops` event loops (one makes the order of a
+    /// loop's work independent of thread scheduling).
+    pub fn with_event_loops(loops: usize, config: ServerConfig) -> Self {
+        Self::spawn(config, move |server| server.run_event_loops(loops))
+    }
+
+    /// Binds 127.0.0.1 port 0 and runs the server on its own thread.
+    fn spawn(
+        config: ServerConfig,
+        run: impl FnOnce(Server<TcpTransport>) -> Result<(), ServerError> + Send + 'static,
+    ) -> Self {
         let transport = TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = transport.local_addr();
         let server = Server::new(transport, config);
@@ -51,11 +68,7 @@ impl TestServer {
         let shutdown = server.shutdown_handle();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            let result = match io {
-                Io::Threads => server.run(),
-                Io::Events => server.run_event_loops(2),
-            };
-            let _ = tx.send(result);
+            let _ = tx.send(run(server));
         });
         TestServer {
             addr,
