@@ -320,7 +320,7 @@ fn the_log_tells_a_writer_that_put_off_writing_once_its_backlog_is_urgent() {
     let a = Arc::new(Outbox::with_waker(400, heard.clone()));
     assert!(a.attach(&log, 1, b"", 0));
     assert_eq!(a.urgent_bytes(), 100);
-    let mut check = |event: &[u8], expected: &[&str]| {
+    let check = |event: &[u8], expected: &[&str]| {
         append(&log, event);
         assert_eq!(std::mem::take(&mut *heard.0.lock()), expected, "{event:?}");
     };
