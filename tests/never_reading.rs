@@ -87,11 +87,14 @@ fn run(io: Io) {
         Io::Events => TestServer::with_event_loops(2, config),
         Io::Threads => TestServer::with_config(io, config),
     };
-    let mut sender = server.join("sender");
+    let sender = server.join("sender");
     let never: Vec<TcpStream> = (0..NEVER_READERS)
         .map(|i| connect_never_reading(server.addr, &format!("nr{i}")))
         .collect();
-    wait_until(|| server.room.len() == NEVER_READERS + 1, "everyone to join");
+    wait_until(
+        || server.room.len() == NEVER_READERS + 1,
+        "everyone to join",
+    );
     let mut stream = sender.stream().try_clone().expect("clone");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let line_bytes = TEXT + "sender: \n".len();
@@ -107,7 +110,9 @@ fn run(io: Io) {
             burst.push('\n');
             sent += 1;
         }
-        stream.write_all(burst.as_bytes()).expect("the sender writes");
+        stream
+            .write_all(burst.as_bytes())
+            .expect("the sender writes");
         if last == Some(heard.own) {
             break;
         }

@@ -96,13 +96,13 @@ pub struct LogStats {
 
 impl LogStats {
     /// The most bytes of chunks the log may hold, given the largest event
-    /// appended: the slowest reader that is not cut is at most its limit
-    /// behind the end when the log trims, the end moves on by at most a
-    /// chunk and an event between two trims, and chunks are partly used at
-    /// either end (an event larger than a chunk gets a chunk of its own).
+    /// appended, while no writer holds any (a writer adds what it holds,
+    /// at most one write's worth). When the log trims, no reader that is
+    /// not cut is more than its limit behind the end; the end moves on by
+    /// less than a chunk and an event between two trims; and the chunks at
+    /// either end may be partly used.
     pub fn chunk_bound(&self, largest_event: u64) -> u64 {
-        let chunk = (self.chunk_size as u64).max(largest_event);
-        self.max_limit + largest_event + 3 * chunk
+        self.max_limit + largest_event + 3 * self.chunk_size as u64
     }
 }
 
@@ -182,15 +182,23 @@ impl LogCore {
         if event.is_empty() {
             return;
         }
-        if self.tail.capacity() - self.tail.len() < event.len() {
-            self.freeze();
-            let capacity = self.chunk_size.max(event.len());
-            self.tail = BytesMut::with_capacity(capacity);
-            self.chunks.push_back((self.next_chunk, capacity));
-            self.next_chunk += 1;
+        // Every chunk is filled to the brim: an event that does not fit
+        // goes on in the next chunk.
+        let mut rest = event;
+        while !rest.is_empty() {
+            let room = self.tail.capacity() - self.tail.len();
+            if room == 0 {
+                self.freeze();
+                self.tail = BytesMut::with_capacity(self.chunk_size);
+                self.chunks.push_back((self.next_chunk, self.chunk_size));
+                self.next_chunk += 1;
+                continue;
+            }
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.tail.extend_from_slice(now);
+            self.end += now.len() as u64;
+            rest = later;
         }
-        self.tail.extend_from_slice(event);
-        self.end += event.len() as u64;
         self.cut_slow_readers(fallout);
         self.collect_wakes(fallout);
         if self.end >= self.next_trim || !fallout.cut.is_empty() || !fallout.abort.is_empty() {
