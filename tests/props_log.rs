@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use chatcore::outbox::WriteBatch;
 use chatcore::protocol::Reply;
-use chatcore::{ChatRoom, MemberId, Outbox, OutboxState, Push, RoomError};
+use chatcore::{ChatRoom, MemberId, Outbox, OutboxState, Push};
 use proptest::prelude::*;
 
 /// Limits a member may have: 40 cannot take its own join, 80 just can.
@@ -214,10 +214,11 @@ impl Model {
         }
         for (s, slot) in slots.iter_mut().enumerate() {
             let departed = slot.id.is_some() && !self.members.contains(&s);
-            if departed && slot.model.open() {
-                if slot.model.counted_departed(self.end) > Some(slot.model.limit) {
-                    slot.model.abort();
-                }
+            if departed
+                && slot.model.open()
+                && slot.model.counted_departed(self.end) > Some(slot.model.limit)
+            {
+                slot.model.abort();
             }
         }
         cut
