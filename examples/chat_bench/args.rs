@@ -1,6 +1,7 @@
 //! Command-line flags of chat_bench and their validation.
 
 use crate::churn::ChurnArgs;
+use crate::never_read::NeverReadArgs;
 use crate::storm::StormArgs;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -41,6 +42,11 @@ pub enum Mode {
     /// --churners members join and leave continuously; the server's RSS is
     /// sampled as it runs.
     Churn,
+    /// Memory: --members members join and never read (small receive
+    /// buffers) while one more member sends public lines flat out within
+    /// --nr-window bytes and reads everything; the server's peak RSS is
+    /// reported.
+    NeverRead,
 }
 
 impl Proto {
@@ -69,6 +75,7 @@ impl Mode {
             Mode::Idle => "idle",
             Mode::Storm => "storm",
             Mode::Churn => "churn",
+            Mode::NeverRead => "never-read",
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct Args {
     pub storm: StormArgs,
     #[command(flatten)]
     pub churn: ChurnArgs,
+    #[command(flatten)]
+    pub never_read: NeverReadArgs,
 }
 
 impl Args {
@@ -157,7 +166,7 @@ impl Args {
         if self.members == 0 {
             return Err("--members must be at least 1".into());
         }
-        if matches!(self.mode, Mode::Idle | Mode::Storm) {
+        if matches!(self.mode, Mode::Idle | Mode::Storm | Mode::NeverRead) {
             self.senders = 0;
         }
         if self.senders > self.members {
@@ -166,7 +175,7 @@ impl Args {
         if self.mode == Mode::Private && self.members < 2 {
             return Err("private mode needs at least 2 members".into());
         }
-        if !matches!(self.mode, Mode::Idle | Mode::Storm) && self.senders == 0 {
+        if !matches!(self.mode, Mode::Idle | Mode::Storm | Mode::NeverRead) && self.senders == 0 {
             return Err("--senders must be at least 1 outside idle mode".into());
         }
         if self.window == 0 {
@@ -211,6 +220,9 @@ impl Args {
             return Err("--read-buf must be at least 8192".into());
         }
         self.storm.validate(self.mode)?;
+        if self.mode == Mode::NeverRead {
+            self.never_read.validate(self.proto)?;
+        }
         self.churn.validate(
             self.mode,
             self.proto,

@@ -14,6 +14,8 @@
 //! Two modes have their own shape:
 //! - `--mode storm` (a connect storm) connects clients in bursts of
 //!   `--burst` at once and times the server's first reply; see [`storm`].
+//! - `--mode never-read` (issue 8) joins members that never read and one
+//!   sender flat out, and reports the server's peak RSS; see [`never_read`].
 //! - `--mode churn` (a soak) runs steady members that chat while others
 //!   join and leave continuously, and samples the server's RSS; see [`churn`].
 //!
@@ -27,6 +29,7 @@ mod churn;
 mod json;
 mod linebuf;
 mod member;
+mod never_read;
 mod procfs;
 mod proto;
 mod report;
@@ -78,6 +81,9 @@ fn main() -> ExitCode {
     let result: Result<Box<dyn Outcome>, String> = match args.mode {
         Mode::Storm => rt
             .block_on(storm::run(args))
+            .map(|r| Box::new(r) as Box<dyn Outcome>),
+        Mode::NeverRead => rt
+            .block_on(never_read::run(args))
             .map(|r| Box::new(r) as Box<dyn Outcome>),
         _ => rt
             .block_on(run::run(args))

@@ -11,6 +11,8 @@ pub struct ProcSample {
     pub cpu_secs: f64,
     /// Resident set size, in KiB.
     pub rss_kib: u64,
+    /// Peak resident set size since the process started (`VmHWM`), in KiB.
+    pub peak_rss_kib: u64,
 }
 
 /// Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`; 100 if unknown).
@@ -56,8 +58,14 @@ pub fn sample(pid: Option<u32>) -> Result<ProcSample, String> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| format!("{dir}/status: no VmRSS"))?;
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(rss_kib);
     Ok(ProcSample {
         cpu_secs: cpu_ticks as f64 / clock_ticks(),
         rss_kib,
+        peak_rss_kib,
     })
 }

@@ -158,6 +158,15 @@ impl Report {
         (t.connected.rss_kib as f64 - t.before.rss_kib as f64) * 1024.0 / members as f64
     }
 
+    /// Peak RSS growth per member: the highest RSS of the whole run
+    /// (`VmHWM`), joins and their notices included.
+    fn peak_rss_per_member_bytes(t: &ProcTrace, members: usize) -> f64 {
+        if members == 0 {
+            return 0.0;
+        }
+        (t.after.peak_rss_kib as f64 - t.before.rss_kib as f64) * 1024.0 / members as f64
+    }
+
     /// RSS growth per member at the end of the run: in idle mode, what an
     /// idle member costs once the joins have settled.
     fn rss_per_idle_member_bytes(t: &ProcTrace, members: usize) -> f64 {
@@ -280,12 +289,14 @@ impl Report {
             row(
                 &format!("{who} rss"),
                 format!(
-                    "{} -> {} -> {} KiB ({:.0} B per member connected, {:.0} B at the end)",
+                    "{} -> {} -> {} KiB, peak {} KiB ({:.0} B per member connected, {:.0} B at the end, {:.0} B at the peak)",
                     t.before.rss_kib,
                     t.connected.rss_kib,
                     t.after.rss_kib,
+                    t.after.peak_rss_kib,
                     Self::rss_per_member_bytes(t, self.members),
-                    Self::rss_per_idle_member_bytes(t, self.members)
+                    Self::rss_per_idle_member_bytes(t, self.members),
+                    Self::peak_rss_per_member_bytes(t, self.members)
                 ),
             );
         };
@@ -375,6 +386,14 @@ impl Report {
             j.num(
                 &format!("{prefix}_rss_per_idle_member_bytes"),
                 Self::rss_per_idle_member_bytes(t, self.members),
+            );
+            j.num(
+                &format!("{prefix}_peak_rss_kib"),
+                t.after.peak_rss_kib as f64,
+            );
+            j.num(
+                &format!("{prefix}_peak_rss_per_member_bytes"),
+                Self::peak_rss_per_member_bytes(t, self.members),
             );
         };
         if let Some(t) = &self.server {

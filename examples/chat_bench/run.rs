@@ -233,7 +233,7 @@ fn fill_deliveries(report: &mut Report, shared: &Shared, t: Totals) {
                 .sum();
             (expected.iter().sum(), unique)
         }
-        Mode::Idle | Mode::Storm => (0, 0),
+        Mode::Idle | Mode::Storm | Mode::NeverRead => (0, 0),
     };
     if let Some(c) = &mut report.churn {
         c.bad_notices = t.bad_notices;
