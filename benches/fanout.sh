@@ -13,9 +13,12 @@
 # Environment:
 #   RUNS=1             runs per scenario and server; the table shows medians
 #                      (lost/dup/misordered/disconnected: the worst run)
-#   SCENARIOS="A B C D E"
+#   SCENARIOS="A B C D E F G"
 #   DURATION=10        seconds of sending in A, B and C (D holds for 5 s)
 #   CHAT_SERVER_ARGS=  extra tcp_server flags, e.g. "--io threads"
+#   BASELINE=          another tcp_server binary (say, main's, built into
+#                      another target dir) run side by side with this one:
+#                      the table gets its figures and the ratio to them
 #   BENCH_ARGS=        extra chat_bench flags, e.g. "--threads 1"
 #   NATS=1             0 skips nats-server (also skipped if it is not installed:
 #                      apt-get install nats-server)
@@ -32,15 +35,21 @@
 #      5 s); the time until every client has its NAME (nats: the PONG to
 #      CONNECT+PING), and the stragglers still without it after 30 s. The
 #      clients hold without joining.
+#   F  memory: 2,000 members that join and never read (4 KiB receive
+#      buffers), one more sends 1 KB public lines flat out (200 KB in flight
+#      at most) for 10 s and reads everything; the server's peak RSS, and
+#      whether the sender was ever cut (chatcore only)
+#   G  F with 10,000 members that never read
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
-SCENARIOS=${SCENARIOS:-"A B C D E"}
+SCENARIOS=${SCENARIOS:-"A B C D E F G"}
 DURATION=${DURATION:-10}
 CHAT_SERVER_ARGS=${CHAT_SERVER_ARGS:-}
 BENCH_ARGS=${BENCH_ARGS:-}
 NATS=${NATS:-1}
+BASELINE=${BASELINE:-}
 OUT=${OUT:-target/fanout}
 # Hard bound on one chat_bench run, whatever its own phase timeouts say.
 RUN_TIMEOUT=${RUN_TIMEOUT:-400}
@@ -96,6 +105,13 @@ start_server() { # $1 = chat|nats, $2 = log prefix
       SERVER_PID=$!
       wait_port "$log.out" '^Server listening on '
       ;;
+    base)
+      # shellcheck disable=SC2086
+      "$BASELINE" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+        >"$log.out" 2>"$log.err" &
+      SERVER_PID=$!
+      wait_port "$log.out" '^Server listening on '
+      ;;
     nats)
       nats-server -a 127.0.0.1 -p -1 >"$log.out" 2>&1 &
       SERVER_PID=$!
@@ -115,6 +131,8 @@ scenario_args() {
     C) echo "--mode private --members 1000 --senders 100 --window 128 --duration $DURATION" ;;
     D) echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120" ;;
     E) echo "--mode storm --members 10000 --burst 1000 --burst-wait 5 --storm-timeout 30" ;;
+    F) echo "--mode never-read --members 2000 --nr-line 1000 --nr-window 200000 --nr-rcvbuf 4096 --duration $DURATION --connect-timeout 120 --settle-timeout 120" ;;
+    G) echo "--mode never-read --members 10000 --nr-line 1000 --nr-window 200000 --nr-rcvbuf 4096 --duration $DURATION --connect-timeout 120 --settle-timeout 120" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -123,9 +141,13 @@ echo "== building the release tcp_server and chat_bench"
 cargo build --release --example tcp_server --example chat_bench
 
 SERVERS="chat"
+if [[ -n "$BASELINE" ]]; then
+  [[ -x "$BASELINE" ]] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 2; }
+  SERVERS="chat base"
+fi
 if [[ "$NATS" == 1 ]]; then
   if command -v nats-server >/dev/null 2>&1; then
-    SERVERS="chat nats"
+    SERVERS="$SERVERS nats"
   else
     echo "nats-server not found (apt-get install nats-server): chatcore only" >&2
   fi
@@ -134,6 +156,10 @@ fi
 # One JSON line per run, in $OUT/<scenario>.<server>.<run>.json.
 for sc in $SCENARIOS; do
   for srv in $SERVERS; do
+    # The never-read scenarios speak the chat protocol only.
+    if [[ "$srv" == nats && ( "$sc" == F || "$sc" == G ) ]]; then
+      continue
+    fi
     for run in $(seq "$RUNS"); do
       tag="$sc.$srv.$run"
       rm -f "$OUT/$tag.json"
@@ -142,7 +168,9 @@ for sc in $SCENARIOS; do
         stop_server
         continue
       fi
-      args="--addr 127.0.0.1:$SERVER_PORT --proto $srv $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
+      proto=$srv
+      [[ "$srv" == base ]] && proto=chat
+      args="--addr 127.0.0.1:$SERVER_PORT --proto $proto $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
       echo "== $tag: chat_bench $args"
       # shellcheck disable=SC2086
       timeout -k 5 "$RUN_TIMEOUT" "$BIN/chat_bench" $args \
@@ -200,15 +228,25 @@ ratio() {
 }
 
 row() { # label scenario key how decimals target
-  local c n
+  local c n b
   c=$(agg "$2" chat "$3" "$4")
   n=$(agg "$2" nats "$3" "$4")
-  printf '%-3s %-26s %16s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$6"
+  if [[ -n "$BASELINE" ]]; then
+    b=$(agg "$2" base "$3" "$4")
+    printf '%-3s %-26s %16s %16s %9s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$(fmt "$b" "$5")" "$(ratio "$c" "$b")" "$6"
+  else
+    printf '%-3s %-26s %16s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$6"
+  fi
 }
 
 echo
 echo "== fan-out: chatcore tcp_server vs nats-server (median of $RUNS run(s); loss figures: worst run)"
-printf '%-3s %-26s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
+if [[ -n "$BASELINE" ]]; then
+  echo "   baseline: $BASELINE"
+  printf '%-3s %-26s %16s %16s %9s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "baseline" "vs base" "target"
+else
+  printf '%-3s %-26s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
+fi
 for sc in $SCENARIOS; do
   case $sc in
     A)
@@ -236,7 +274,8 @@ for sc in $SCENARIOS; do
       row "join lines/s" D join_lines_per_sec median 0 ""
       row "join lines missing" D join_lines_missing max 0 "0"
       row "server RSS B/member, joined" D server_rss_per_member_bytes median 0 ""
-      row "server RSS B/member, idle" D server_rss_per_idle_member_bytes median 0 "<= 4096"
+      row "server RSS B/member, idle" D server_rss_per_idle_member_bytes median 0 "<= 2048"
+      row "server RSS B/member, peak" D server_peak_rss_per_member_bytes median 0 "<= 4096"
       row "server cpu s (connect)" D server_cpu_connect_secs median 2 ""
       ;;
     E)
@@ -246,6 +285,16 @@ for sc in $SCENARIOS; do
       row "slowest client s" E storm_slowest_secs median 3 ""
       row "stragglers" E stragglers max 0 "0"
       row "failed" E failed max 0 "0"
+      ;;
+    F | G)
+      if [[ "$sc" == F ]]; then target="<= 64"; else target="<= 128"; fi
+      row "never-readers joined" "$sc" joined median 0 ""
+      row "never-readers cut" "$sc" cut median 0 "all"
+      row "all cut after s" "$sc" all_cut_secs median 2 ""
+      row "server peak RSS MiB" "$sc" server_peak_rss_mib median 1 "$target"
+      row "sender lines/s" "$sc" sender_lines_per_sec median 0 ""
+      row "sender lost" "$sc" lost max 0 "0"
+      row "sender cut (runs)" "$sc" sender_cut_runs max 0 "0"
       ;;
   esac
   for key in dups misordered disconnected; do

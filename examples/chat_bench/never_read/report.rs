@@ -132,6 +132,13 @@ impl Outcome for NeverReadReport {
         j.num("received", self.received_lines as f64);
         j.num("misordered", self.misordered as f64);
         j.raw("sender_cut", if self.sender_cut { "true" } else { "false" });
+        // Numbers for scripts: lines sent and never received, and 1 if the
+        // sender was cut.
+        j.num(
+            "lost",
+            self.sent_lines.saturating_sub(self.received_lines) as f64,
+        );
+        j.num("sender_cut_runs", u8::from(self.sender_cut) as f64);
         j.num("sender_lines_per_sec", self.lines_per_sec());
         j.num("failures", self.failures as f64);
         j.opt_str("first_failure", self.first_failure.as_deref());
