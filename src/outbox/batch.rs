@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Write};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::roomlog::ReaderId;
 
@@ -12,6 +12,12 @@ use super::roomlog::ReaderId;
 pub const DEFAULT_BATCH_PARTS: usize = 64;
 /// The most bytes one batch holds by default: 256 KiB.
 pub const DEFAULT_BATCH_BYTES: usize = 256 * 1024;
+/// Runs of the log shorter than this are copied into the batch's own
+/// buffer, back to back, rather than referred to one by one: a write of
+/// many short I/O vectors costs the kernel more than the copy.
+const SMALL: usize = 1024;
+/// The capacity the batch's own buffer is given at a time.
+const SCRATCH: usize = 16 * 1024;
 
 /// Where a part of a batch comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +27,9 @@ pub(super) enum Source {
 }
 
 /// The bytes a writer is to send next for one outbox, gathered by
-/// [`Outbox::fill`](super::Outbox::fill) without copying: each part refers
-/// to the room log's shared memory or to a private line.
+/// [`Outbox::fill`](super::Outbox::fill): each part refers to the room
+/// log's shared memory or to a private line, except that short runs of the
+/// log are copied together into the batch's own (reused) buffer.
 ///
 /// A writer writes the batch ([`WriteBatch::write_to`], one vectored write),
 /// then tells the outbox how many bytes went out with
@@ -53,6 +60,10 @@ pub struct WriteBatch {
     max_bytes: usize,
     /// The log reader the log parts were read for, if any.
     pub(super) reader: Option<ReaderId>,
+    /// Short runs of the log copied together; while `gathering`, the last
+    /// of them are not a part yet.
+    scratch: BytesMut,
+    gathering: bool,
 }
 
 impl WriteBatch {
@@ -72,6 +83,8 @@ impl WriteBatch {
             max_parts: max_parts.max(1),
             max_bytes: max_bytes.max(1),
             reader: None,
+            scratch: BytesMut::new(),
+            gathering: false,
         }
     }
 
@@ -101,6 +114,8 @@ impl WriteBatch {
         self.sources.clear();
         self.len = 0;
         self.reader = None;
+        self.scratch.clear();
+        self.gathering = false;
     }
 
     /// Writes the batch with one vectored write (of at most
@@ -126,15 +141,42 @@ impl WriteBatch {
 
     /// How many more bytes the batch takes.
     pub(super) fn room(&self) -> usize {
-        if self.parts.len() >= self.max_parts {
+        if self.parts.len() + usize::from(self.gathering) >= self.max_parts {
             0
         } else {
             self.max_bytes - self.len
         }
     }
 
-    pub(super) fn push_log(&mut self, bytes: Bytes) {
-        self.push(bytes, Source::Log);
+    /// Pushes `range` of a run of the log: copied into the batch's buffer
+    /// if it is short, referred to if not.
+    pub(super) fn push_log(&mut self, run: &Bytes, range: std::ops::Range<usize>) {
+        let n = range.len();
+        if n == 0 {
+            return;
+        }
+        if n >= SMALL {
+            self.seal();
+            self.push(run.slice(range), Source::Log);
+            return;
+        }
+        if self.scratch.capacity() - self.scratch.len() < n {
+            // Takes back the buffer's whole allocation once no part refers
+            // to it any more.
+            self.scratch.reserve(SCRATCH.max(n));
+        }
+        self.scratch.extend_from_slice(&run[range]);
+        self.len += n;
+        self.gathering = true;
+    }
+
+    /// Turns the short runs copied so far into a part.
+    pub(super) fn seal(&mut self) {
+        if self.gathering {
+            self.gathering = false;
+            self.parts.push(self.scratch.split().freeze());
+            self.sources.push(Source::Log);
+        }
     }
 
     /// Pushes (a prefix of, within the batch's room) a private line;
@@ -144,6 +186,7 @@ impl WriteBatch {
         if room == 0 {
             return false;
         }
+        self.seal();
         if bytes.len() <= room {
             self.push(bytes.clone(), Source::Private);
             true

@@ -162,16 +162,29 @@ fn cursors_start_at_the_join_and_move_as_bytes_are_written() {
 }
 
 #[test]
-fn a_batch_refers_to_the_log_without_copying() {
-    let log = log(1024);
-    let a = reader(&log, 1, 1000);
-    let b = reader(&log, 2, 1000);
-    append(&log, b"shared line\n");
+fn a_batch_refers_to_the_log_without_copying_and_gathers_short_runs() {
+    let log = log(4096);
+    let a = reader(&log, 1, 100_000);
+    let b = reader(&log, 2, 100_000);
+    let long = [b'L'; 2000];
+    append(&log, &long);
     let (mut x, mut y) = (WriteBatch::new(), WriteBatch::new());
     a.fill(&mut x);
     b.fill(&mut y);
     assert_eq!(x.parts().len(), 1);
     assert_eq!(x.parts()[0].as_ptr(), y.parts()[0].as_ptr(), "one copy");
+    a.consume(&mut x, 2000);
+    // Short runs (each its own piece, as each was read at once) go out as
+    // one part, copied together.
+    for line in [&b"one\n"[..], b"two\n", b"three\n"] {
+        append(&log, line);
+        b.fill(&mut y);
+    }
+    a.fill(&mut x);
+    assert_eq!(x.parts().len(), 1);
+    assert_eq!(&x.parts()[0][..], b"one\ntwo\nthree\n");
+    a.consume(&mut x, 5);
+    assert_eq!(a.drain_bytes(), b"wo\nthree\n");
 }
 
 #[test]

@@ -70,6 +70,7 @@ impl Outbox {
         if !full {
             log.read(pos, stop, batch);
         }
+        batch.seal();
         if batch.is_empty() {
             if status == OutboxState::Open {
                 log.arm_next(at.id);

@@ -273,7 +273,7 @@ impl LogCore {
             if take == 0 {
                 break;
             }
-            batch.push_log(piece.bytes.slice(offset..offset + take));
+            batch.push_log(&piece.bytes, offset..offset + take);
             pos += take as u64;
             if take < wanted {
                 break;
