@@ -119,7 +119,7 @@ impl Registry {
     /// Appends a public event to the log, then removes whoever it cut.
     fn publish(&mut self, log: &RoomLog, event: &[u8], after: &mut Aftermath) {
         let mut fallout = Fallout::default();
-        log.lock().append(event, &mut fallout);
+        log.append(event, &mut fallout);
         let mut cut = Vec::new();
         self.collect(&mut fallout, &mut cut, after);
         self.remove_cut(log, cut, after);
@@ -148,8 +148,7 @@ impl Registry {
                 continue;
             };
             after.cut.push(member.id);
-            log.lock()
-                .append(&Reply::Left(&member.name).encode(), &mut fallout);
+            log.append(&Reply::Left(&member.name).encode(), &mut fallout);
             self.collect(&mut fallout, &mut cut, after);
         }
     }

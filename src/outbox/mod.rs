@@ -53,6 +53,7 @@ mod tests;
 mod writer;
 
 use std::fmt;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,9 +61,9 @@ use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use batch::{WriteBatch, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PARTS};
-use roomlog::{Admitted, ReaderId};
 pub(crate) use roomlog::{Fallout, RoomLog, WakeKind};
 pub use roomlog::{LogStats, DEFAULT_CHUNK_BYTES};
+use roomlog::{ReaderCell, ReaderId};
 
 use private::PrivateQueue;
 
@@ -119,10 +120,18 @@ pub enum OutboxState {
     Aborted,
 }
 
-/// The outbox's place in a room log.
+/// The outbox's place in a room log, and its accounts there (kept here,
+/// under the outbox's lock; the log sees them through the shared cell).
 struct Attached {
     log: Arc<RoomLog>,
     id: ReaderId,
+    cell: Arc<ReaderCell>,
+    /// The log position of the next byte to write.
+    cursor: u64,
+    /// Where it stops reading the log; `u64::MAX` while it reads on.
+    stop: u64,
+    /// Log bytes the writer holds (filled, not yet consumed).
+    taken: u64,
 }
 
 struct State {
@@ -139,6 +148,41 @@ struct State {
     /// private stream.
     private_in: u64,
     private_out: u64,
+    /// Private bytes the writer holds.
+    taken_private: usize,
+    /// The writer was told the backlog is urgent, and it has not gone back
+    /// under the level since.
+    urgent_told: bool,
+}
+
+impl State {
+    /// Private bytes that count toward the limit.
+    fn counted_private(&self) -> usize {
+        self.private
+            .len()
+            .saturating_sub(self.taken_private + self.exempt)
+    }
+
+    /// The backlog that counts toward the limit, for a log ending at `end`:
+    /// log bytes from the cursor to the end (whether or not it still reads
+    /// them: its cursor holds the log back) and private bytes, less what
+    /// the writer holds and an exempt reply.
+    fn counted(&self, end: u64) -> u64 {
+        let log = self
+            .reader
+            .as_ref()
+            .map_or(0, |at| end.saturating_sub(at.cursor + at.taken));
+        log + self.counted_private() as u64
+    }
+
+    /// Bytes due and not yet written.
+    fn pending(&self) -> usize {
+        let log = self
+            .reader
+            .as_ref()
+            .map_or(0, |at| at.stop.min(at.log.end()).saturating_sub(at.cursor));
+        self.private.len() + usize::try_from(log).unwrap_or(usize::MAX)
+    }
 }
 
 /// A member's bounded queue of lines, for one connection.
@@ -176,6 +220,8 @@ impl Outbox {
                 exempt_end: 0,
                 private_in: 0,
                 private_out: 0,
+                taken_private: 0,
+                urgent_told: false,
             }),
             changed: Condvar::new(),
             waker,
@@ -213,34 +259,37 @@ impl Outbox {
         if state.status != OutboxState::Open {
             return Push::Closed;
         }
-        let exempt = reply && state.exempt == 0;
-        let admitted = state
+        if state
             .reader
             .as_ref()
-            .map(|at| at.log.lock().admit_private(at.id, line.len(), exempt));
-        let (tag, urgent) = match admitted {
-            Some(Admitted::Queued { tag, urgent }) => (tag, urgent),
-            Some(Admitted::Refused) => {
-                self.abort_locked(state);
-                return Push::Overflow;
-            }
-            None => {
-                let counted = state.private.len() - state.exempt;
-                let after = counted.saturating_add(line.len());
-                if !exempt && after > self.limit {
-                    self.abort_locked(state);
-                    return Push::Overflow;
-                }
-                let level = self.urgent_bytes();
-                (0, !exempt && counted < level && after >= level)
-            }
-        };
+            .is_some_and(|at| at.cell.cut.load(SeqCst))
+        {
+            // Cut by the room log: its abort is on the way.
+            self.abort_locked(state);
+            return Push::Overflow;
+        }
+        let exempt = reply && state.exempt == 0;
+        // A private line is tagged with the log's end: it comes after all
+        // the room accepted before it.
+        let tag = state.reader.as_ref().map_or(0, |at| at.log.end());
+        let before = state.counted(tag);
+        let after = before.saturating_add(line.len() as u64);
+        if !exempt && after > self.limit as u64 {
+            self.abort_locked(state);
+            return Push::Overflow;
+        }
         state.private.push(tag, line);
         state.private_in += line.len() as u64;
         if exempt {
             state.exempt = line.len();
             state.exempt_end = state.private_in;
         }
+        let level = self.urgent_bytes() as u64;
+        let urgent = !exempt && !state.urgent_told && before < level && after >= level;
+        if urgent {
+            state.urgent_told = true;
+        }
+        self.publish(&mut state);
         let waiting = std::mem::replace(&mut state.waiting, false);
         drop(state);
         if urgent {
@@ -269,11 +318,14 @@ impl Outbox {
         if state.status != OutboxState::Open {
             return;
         }
-        // The last line is not counted: nothing counted comes after it.
         let tag = stop_reading(&mut state);
         state.private.push(tag, last);
         state.private_in += last.len() as u64;
+        // The last line does not count: nothing counted comes after it.
+        state.exempt += last.len();
+        state.exempt_end = state.private_in;
         state.status = OutboxState::Closing;
+        self.publish(&mut state);
         drop(state);
         self.notify();
     }
@@ -292,6 +344,7 @@ impl Outbox {
         }
         state.private.clear();
         state.exempt = 0;
+        state.taken_private = 0;
         state.status = OutboxState::Aborted;
         state.waiting = false;
         drop(state);
@@ -311,12 +364,12 @@ impl Outbox {
     /// The backlog (bytes not yet written) and the state, read together.
     pub fn status(&self) -> (usize, OutboxState) {
         let state = self.state.lock();
-        (pending(&state), state.status)
+        (state.pending(), state.status)
     }
 
     /// The backlog: bytes due to this member and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        pending(&self.state.lock())
+        self.state.lock().pending()
     }
 
     /// Fills `batch` (emptied first) with what is due next, in order, within
@@ -383,26 +436,19 @@ impl Outbox {
     }
 }
 
-/// The backlog: private bytes, and log bytes up to where the reader stops.
-fn pending(state: &State) -> usize {
-    let log = state
-        .reader
-        .as_ref()
-        .map_or(0, |at| at.log.lock().pending(at.id));
-    state.private.len() + usize::try_from(log).unwrap_or(usize::MAX)
-}
-
 /// Makes the outbox read no more of the log than it has now; returns the
 /// tag for a private line that comes after all of it.
 fn stop_reading(state: &mut State) -> u64 {
-    let Some(at) = &state.reader else {
+    let Some(at) = &mut state.reader else {
         return 0;
     };
-    let mut log = at.log.lock();
-    let end = log.end();
-    if !log.stop(at.id) {
-        drop(log);
-        state.reader = None;
+    let end = at.log.end();
+    at.stop = at.stop.min(end);
+    at.cell.stopped.store(true, SeqCst);
+    if at.cursor >= at.stop {
+        if let Some(at) = state.reader.take() {
+            at.log.lock().detach(at.id);
+        }
     }
     end
 }
@@ -420,7 +466,7 @@ impl fmt::Debug for Outbox {
         let state = self.state.lock();
         f.debug_struct("Outbox")
             .field("limit", &self.limit)
-            .field("pending", &pending(&state))
+            .field("pending", &state.pending())
             .field("state", &state.status)
             .field("in_room_log", &state.reader.is_some())
             .finish()

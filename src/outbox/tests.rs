@@ -108,7 +108,7 @@ fn reader(log: &Arc<RoomLog>, tag: u64, limit: usize) -> Arc<Outbox> {
 /// tags of the readers cut.
 fn append(log: &Arc<RoomLog>, event: &[u8]) -> Vec<u64> {
     let mut fallout = Fallout::default();
-    log.lock().append(event, &mut fallout);
+    log.append(event, &mut fallout);
     for (outbox, kind) in fallout.wake {
         if let Some(outbox) = outbox.upgrade() {
             outbox.wake_from_log(kind);

@@ -1,11 +1,17 @@
 //! The outbox's insides: gathering what is due in order, recording what was
-//! written, joining a room log, and being woken by it.
+//! written, keeping the room log told of its keys, joining a room log, and
+//! being woken by it.
+//!
+//! The log's lock is taken only to read log bytes, to arm a wake-up, to
+//! re-key when a key fell below its bound, and to join or leave: a member
+//! that only gets private lines never takes it.
 
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::roomlog::{Admitted, Advance, RoomLog, WakeKind};
+use super::roomlog::{ReaderCell, RoomLog, WakeKind, UNSET};
 use super::{Attached, Outbox, OutboxState, State, WriteBatch};
 
 impl Outbox {
@@ -13,75 +19,118 @@ impl Outbox {
     /// each private line once the cursor reaches the position it was
     /// accepted at. Arms the wake-up if there is nothing.
     pub(super) fn fill_locked(&self, state: &mut State, batch: &mut WriteBatch) -> OutboxState {
-        batch.clear();
-        let status = state.status;
-        if status == OutboxState::Aborted {
-            return status;
-        }
-        state.private.freeze();
-        let State {
-            private,
-            reader,
-            waiting,
-            exempt,
-            exempt_end,
-            private_out,
-            ..
-        } = &mut *state;
-        let Some(at) = reader else {
-            for (_, run) in private.runs() {
-                if !batch.push_private(run) {
-                    break;
+        loop {
+            batch.clear();
+            let status = state.status;
+            if status == OutboxState::Aborted {
+                return status;
+            }
+            if state
+                .reader
+                .as_ref()
+                .is_some_and(|at| at.cell.cut.load(SeqCst))
+            {
+                // Cut by the room log; the room aborts the outbox next.
+                self.mark_cut(state);
+                return OutboxState::Aborted;
+            }
+            state.private.freeze();
+            let State {
+                private,
+                reader,
+                waiting,
+                exempt,
+                exempt_end,
+                private_out,
+                taken_private,
+                ..
+            } = &mut *state;
+            let mut taken_log = 0;
+            match reader {
+                None => {
+                    for (_, run) in private.runs() {
+                        if !batch.push_private(run) {
+                            break;
+                        }
+                    }
+                }
+                Some(at) => {
+                    let stop = at.stop.min(at.log.end());
+                    let mut pos = at.cursor;
+                    if pos < stop {
+                        let mut log = at.log.lock();
+                        if !log.is_reading(at.id) {
+                            drop(log);
+                            self.mark_cut(state);
+                            return OutboxState::Aborted;
+                        }
+                        batch.reader = Some(at.id);
+                        let mut full = false;
+                        for (tag, run) in private.runs() {
+                            let due = (*tag).max(pos).min(stop);
+                            if due > pos {
+                                pos = log.read(pos, due, batch);
+                                if pos < due {
+                                    full = true;
+                                    break;
+                                }
+                            }
+                            if !batch.push_private(run) {
+                                full = true;
+                                break;
+                            }
+                        }
+                        if !full {
+                            pos = log.read(pos, stop, batch);
+                        }
+                        taken_log = pos - at.cursor;
+                    } else {
+                        // Nothing due from the log: every private line is.
+                        batch.reader = Some(at.id);
+                        for (_, run) in private.runs() {
+                            if !batch.push_private(run) {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
+            batch.seal();
             if batch.is_empty() {
-                *waiting = status == OutboxState::Open;
-            } else {
-                *exempt = exempt_left(*exempt, *exempt_end, *private_out, batch);
-            }
-            return status;
-        };
-        let mut log = at.log.lock();
-        let Some((cursor, stop)) = log.span(at.id) else {
-            // Cut by the room log; the room aborts the outbox next.
-            drop(log);
-            state.reader = None;
-            state.private.clear();
-            state.status = OutboxState::Aborted;
-            return OutboxState::Aborted;
-        };
-        batch.reader = Some(at.id);
-        let mut pos = cursor;
-        let mut full = false;
-        for (tag, run) in private.runs() {
-            let due = (*tag).max(pos).min(stop);
-            if due > pos {
-                pos = log.read(pos, due, batch);
-                if pos < due {
-                    full = true;
-                    break;
+                if status != OutboxState::Open {
+                    return status;
                 }
-            }
-            if !batch.push_private(run) {
-                full = true;
-                break;
-            }
-        }
-        if !full {
-            log.read(pos, stop, batch);
-        }
-        batch.seal();
-        if batch.is_empty() {
-            if status == OutboxState::Open {
-                log.arm_next(at.id);
+                let unarmed = reader
+                    .as_ref()
+                    .filter(|at| at.stop == u64::MAX && !at.cell.armed.load(SeqCst));
+                if let Some(at) = unarmed {
+                    if !at.log.lock().arm_next(at.id, at.cursor) {
+                        // The log moved on meanwhile: read again.
+                        continue;
+                    }
+                }
                 *waiting = true;
+                return status;
             }
+            let (_, private_bytes) = batch.totals();
+            *exempt = exempt_left(*exempt, *exempt_end, *private_out, private_bytes);
+            *taken_private = private_bytes as usize;
+            if let Some(at) = reader {
+                at.taken = taken_log;
+            }
+            self.publish(state);
             return status;
         }
-        let (log_bytes, private_bytes) = batch.totals();
-        *exempt = exempt_left(*exempt, *exempt_end, *private_out, batch);
-        log.take(at.id, log_bytes, private_bytes, *exempt as u64);
-        status
+    }
+
+    /// The room log cut this outbox: it is aborted (the room removes its
+    /// member and tells the others).
+    fn mark_cut(&self, state: &mut State) {
+        state.reader = None;
+        state.private.clear();
+        state.exempt = 0;
+        state.taken_private = 0;
+        state.status = OutboxState::Aborted;
     }
 
     /// Records that the first `written` bytes of `batch` went out.
@@ -89,6 +138,7 @@ impl Outbox {
         let (log, private) = batch.split_written(written);
         let filled_for = batch.reader;
         batch.clear();
+        state.taken_private = 0;
         if state.status == OutboxState::Aborted {
             return;
         }
@@ -100,26 +150,28 @@ impl Outbox {
             let n = log + private;
             state.private.consume(n as usize);
             state.private_out += n;
-            if let Some(at) = &state.reader {
-                at.log.lock().advance(at.id, 0, n);
+            if let Some(at) = &mut state.reader {
+                at.taken = 0;
             }
+            self.publish(state);
             return;
         }
         state.private.consume(private as usize);
         state.private_out += private;
-        let Some(at) = &state.reader else {
+        let Some(at) = &mut state.reader else {
             return;
         };
-        let advance = at.log.lock().advance(at.id, log, private);
-        match advance {
-            Advance::Reading => {}
-            Advance::Finished => state.reader = None,
-            Advance::Gone => {
-                state.reader = None;
-                state.private.clear();
-                state.status = OutboxState::Aborted;
+        at.cursor += log;
+        at.taken = 0;
+        at.cell.cursor.store(at.cursor, SeqCst);
+        if at.cursor >= at.stop {
+            // It has read all it will ever read from the log.
+            if let Some(at) = state.reader.take() {
+                at.log.lock().detach(at.id);
             }
+            return;
         }
+        self.publish(state);
     }
 
     /// Copies out and consumes everything due. If that is all there was,
@@ -137,6 +189,52 @@ impl Outbox {
             arm_if_idle(state);
         }
         (bytes, status)
+    }
+
+    /// Publishes the outbox's keys to the room log, and re-keys (under the
+    /// log's lock) only if a key fell below the bound the log keeps, or the
+    /// urgent level is to be armed again.
+    pub(super) fn publish(&self, state: &mut State) {
+        let counted_private = state.counted_private() as u64;
+        let level = self.urgent_bytes() as u64;
+        let Some(at) = &state.reader else {
+            if counted_private < level {
+                state.urgent_told = false;
+            }
+            return;
+        };
+        let held = at.cursor + at.taken;
+        let cut = held
+            .saturating_add(self.limit as u64)
+            .saturating_sub(counted_private);
+        let urgent = held.saturating_add(level).saturating_sub(counted_private);
+        let cell = &at.cell;
+        // A key that went up needs no more than a plain store: the log's
+        // bound stays under it. One that went down is stored, then the
+        // bound read, both sequentially consistent (the log does the
+        // converse), so that a bound the log puts above it is seen.
+        let lowered = cut < cell.cut_key.load(Relaxed) || urgent < cell.urgent_key.load(Relaxed);
+        let ordering = if lowered { SeqCst } else { Release };
+        cell.cut_key.store(cut, ordering);
+        cell.urgent_key.store(urgent, ordering);
+        let end = at.log.end();
+        if urgent > end {
+            state.urgent_told = false;
+        }
+        let urgent_bound = cell.urgent_bound.load(SeqCst);
+        let rearm = urgent_bound == UNSET && urgent > end && at.stop == u64::MAX;
+        let rekey = lowered && {
+            let cut_bound = cell.cut_bound.load(SeqCst);
+            (cut_bound != UNSET && cut < cut_bound)
+                || (urgent_bound != UNSET && urgent < urgent_bound)
+        };
+        if rekey || rearm {
+            let mut log = at.log.lock();
+            log.rekey(at.id);
+            if rearm {
+                log.arm_urgent(at.id);
+            }
+        }
     }
 
     /// Joins `log` as reader `tag`, all or nothing: queues `first` (the
@@ -170,31 +268,42 @@ impl Outbox {
             state.private_in += earlier.len() as u64;
             state.exempt = 0;
         }
-        let counted = state.private.len() - state.exempt;
+        let counted = state.counted_private();
         if counted.saturating_add(first.len()).saturating_add(then) > self.limit {
             self.abort_locked(state);
             return false;
         }
         state.private.retag(0);
         let mut core = log.lock();
-        let id = core.attach(tag, self.limit, self.urgent_bytes(), Arc::downgrade(self));
-        core.seed_private(id, state.private.len() as u64, state.exempt as u64);
-        let wake = state.waiting && !first.is_empty();
-        if !first.is_empty() {
-            let Admitted::Queued { tag, .. } = core.admit_private(id, first.len(), false) else {
-                unreachable!("the room for the first line was checked");
-            };
-            state.private.push(tag, first);
-            state.private_in += first.len() as u64;
-            state.waiting = false;
-        } else if state.waiting {
-            core.arm_next(id);
-        }
-        drop(core);
+        let end = core.end();
+        state.private.push(end, first);
+        state.private_in += first.len() as u64;
+        let cell = Arc::new(ReaderCell::new(end, u64::MAX, u64::MAX));
         state.reader = Some(Attached {
             log: log.clone(),
-            id,
+            id: core.attach(
+                tag,
+                self.limit,
+                self.urgent_bytes(),
+                Arc::downgrade(self),
+                cell.clone(),
+            ),
+            cell,
+            cursor: end,
+            stop: u64::MAX,
+            taken: 0,
         });
+        if let Some(at) = &state.reader {
+            if state.waiting && first.is_empty() && !core.arm_next(at.id, end) {
+                unreachable!("the log cannot move on under its lock");
+            }
+        }
+        drop(core);
+        self.publish(&mut state);
+        let wake = state.waiting && !first.is_empty();
+        if wake {
+            state.waiting = false;
+        }
         drop(state);
         if wake {
             self.notify();
@@ -212,12 +321,22 @@ impl Outbox {
     /// The room log has something for this outbox.
     pub(crate) fn wake_from_log(&self, kind: WakeKind) {
         let mut state = self.state.lock();
-        let waiting = std::mem::replace(&mut state.waiting, false);
-        drop(state);
         match kind {
-            WakeKind::Next if waiting => self.notify(),
-            WakeKind::Next => {}
-            WakeKind::Urgent => self.notify_urgent(),
+            WakeKind::Next => {
+                if !std::mem::replace(&mut state.waiting, false) {
+                    return;
+                }
+                drop(state);
+                self.notify();
+            }
+            WakeKind::Urgent => {
+                if std::mem::replace(&mut state.urgent_told, true) {
+                    return;
+                }
+                state.waiting = false;
+                drop(state);
+                self.notify_urgent();
+            }
         }
     }
 
@@ -238,31 +357,30 @@ impl Outbox {
     }
 }
 
-/// The writer holds the first bytes of the private queue (as many as the
-/// batch has): an exempt reply among them no longer is, for the part it
-/// holds. Returns what is left exempt.
-fn exempt_left(exempt: usize, exempt_end: u64, private_out: u64, batch: &WriteBatch) -> usize {
+/// The writer holds the first `held` bytes of the private queue: an exempt
+/// reply among them no longer is, for the part it holds. Returns what is
+/// left exempt.
+fn exempt_left(exempt: usize, exempt_end: u64, private_out: u64, held: u64) -> usize {
     if exempt == 0 {
         return 0;
     }
-    let (_, private) = batch.totals();
-    let left = exempt_end.saturating_sub(private_out + private);
+    let left = exempt_end.saturating_sub(private_out + held);
     exempt.min(usize::try_from(left).unwrap_or(usize::MAX))
 }
 
 /// If nothing is left to write, arms the wake-up, so that the next line
-/// wakes the writer. The check and the arming are one step under the log's
-/// lock: a line appended in between cannot be missed.
+/// wakes the writer. The log's end is checked again under its lock: a line
+/// appended in between cannot be missed.
 fn arm_if_idle(state: &mut State) {
     if state.status != OutboxState::Open || state.private.len() > 0 {
         return;
     }
     match &state.reader {
         None => state.waiting = true,
+        Some(at) if at.stop != u64::MAX => state.waiting = true,
         Some(at) => {
-            let mut log = at.log.lock();
-            if log.pending(at.id) == 0 {
-                log.arm_next(at.id);
+            let armed = at.cell.armed.load(SeqCst) && at.log.end() == at.cursor;
+            if armed || at.log.lock().arm_next(at.id, at.cursor) {
                 state.waiting = true;
             }
         }

@@ -24,6 +24,7 @@
 mod readers;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Weak;
 
 use bytes::{Bytes, BytesMut};
@@ -31,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use super::batch::WriteBatch;
 use super::Outbox;
 use readers::Reader;
-pub(crate) use readers::{Admitted, Advance, ReaderId};
+pub(crate) use readers::{ReaderCell, ReaderId, UNSET};
 
 /// The default size of the log's chunks: 64 KiB.
 pub const DEFAULT_CHUNK_BYTES: usize = 64 * 1024;
@@ -131,9 +132,12 @@ pub(crate) struct LogCore {
     max_limit: u64,
 }
 
-/// A room's shared log, behind its own lock.
+/// A room's shared log, behind its own lock, and its end, published.
 pub(crate) struct RoomLog {
     core: parking_lot::Mutex<LogCore>,
+    /// The log's end, stored by each append before its lock is released:
+    /// what a private line accepted now is tagged with.
+    end: AtomicU64,
 }
 
 impl RoomLog {
@@ -141,12 +145,25 @@ impl RoomLog {
     pub(crate) fn new(chunk_size: usize) -> Self {
         RoomLog {
             core: parking_lot::Mutex::new(LogCore::new(chunk_size.max(1))),
+            end: AtomicU64::new(0),
         }
     }
 
     /// Locks the log.
     pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, LogCore> {
         self.core.lock()
+    }
+
+    /// The log's end, without its lock.
+    pub(crate) fn end(&self) -> u64 {
+        self.end.load(SeqCst)
+    }
+
+    /// Appends one event (see [`LogCore::append`]).
+    pub(crate) fn append(&self, event: &[u8], fallout: &mut Fallout) {
+        let mut core = self.core.lock();
+        core.append(event, fallout);
+        self.end.store(core.end, SeqCst);
     }
 }
 
@@ -178,7 +195,7 @@ impl LogCore {
 
     /// Appends one event. Readers it takes past their limit are cut, and
     /// readers waiting for it are to be woken: both go to `fallout`.
-    pub(crate) fn append(&mut self, event: &[u8], fallout: &mut Fallout) {
+    fn append(&mut self, event: &[u8], fallout: &mut Fallout) {
         if event.is_empty() {
             return;
         }

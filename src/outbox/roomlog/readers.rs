@@ -1,5 +1,4 @@
-//! The log's readers: cursors, backlogs, the cut and urgency rules, and
-//! wake-ups.
+//! The log's readers: the cut and urgency rules, and wake-ups.
 //!
 //! A reader's *counted* backlog is what counts toward its limit: the log
 //! bytes from its cursor to the end plus its private bytes, less what its
@@ -8,18 +7,30 @@
 //! A reader is cut once its counted backlog passes its limit, and told once
 //! it reaches its urgent level.
 //!
-//! Checking every reader on every append would cost as much as copying the
-//! line to each. Instead each reader sits in an ordered set under a *key*:
-//! the log end at which its backlog would pass the limit (or reach the
-//! level). An append looks only at the readers whose key it passed. Keys go
-//! stale as readers write (a true key only grows then), so a set holds a
-//! lower bound that is put right when the end reaches it; whatever lowers a
-//! true key (a private line, an unwritten batch) updates the set at once.
+//! The outbox keeps its own accounts (cursor, private bytes) under its own
+//! lock, and publishes two *keys* in a [`ReaderCell`]: the log end at which
+//! its backlog would pass the limit, and the end at which it would reach the
+//! urgent level. Checking every reader on every append would cost as much
+//! as copying the line to each; instead each reader sits in an ordered set
+//! under a lower bound of its key, and an append looks only at the readers
+//! whose bound it passed, reading their published key to put the bound
+//! right. A bound sits an *allowance* below the key, so that a private line
+//! or a short write, which lower the key a little, need not take the log's
+//! lock; an outbox whose key falls below its bound re-keys under the lock.
+//!
+//! The key and the bound are a store-then-load pair on each side (the
+//! outbox stores its key and loads the bound; the log stores the bound and
+//! loads the key), sequentially consistent: at least one side sees the
+//! other's write, so a bound is never left above its key.
 
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
 
 use super::{Fallout, LogCore, WakeKind};
 use crate::outbox::Outbox;
+
+/// Not in a set.
+pub(crate) const UNSET: u64 = u64::MAX;
 
 /// Identifies a reader of the log: a slot and the slot's generation, so
 /// that a freed and reused slot is never taken for its former reader.
@@ -29,36 +40,53 @@ pub(crate) struct ReaderId {
     generation: u32,
 }
 
-/// Not armed for urgency.
-const UNARMED: u64 = u64::MAX;
+/// What a reader and the log share without the log's lock.
+#[derive(Debug)]
+pub(crate) struct ReaderCell {
+    /// The log position of the next byte the reader writes.
+    pub(crate) cursor: AtomicU64,
+    /// The log end past which the counted backlog passes the limit.
+    pub(crate) cut_key: AtomicU64,
+    /// The log end at which the counted backlog reaches the urgent level.
+    pub(crate) urgent_key: AtomicU64,
+    /// The bounds it sits under in the log's sets ([`UNSET`]: not in it).
+    pub(crate) cut_bound: AtomicU64,
+    pub(crate) urgent_bound: AtomicU64,
+    /// Armed to be woken by the next append.
+    pub(crate) armed: AtomicBool,
+    /// Cut by the log: its outbox is about to be aborted.
+    pub(crate) cut: AtomicBool,
+    /// It stopped reading (its member left, or its outbox is closing): if
+    /// cut, there is no member to remove.
+    pub(crate) stopped: AtomicBool,
+}
+
+impl ReaderCell {
+    /// A cell for a reader at `cursor` with these keys.
+    pub(crate) fn new(cursor: u64, cut_key: u64, urgent_key: u64) -> Self {
+        ReaderCell {
+            cursor: AtomicU64::new(cursor),
+            cut_key: AtomicU64::new(cut_key),
+            urgent_key: AtomicU64::new(urgent_key),
+            cut_bound: AtomicU64::new(UNSET),
+            urgent_bound: AtomicU64::new(UNSET),
+            armed: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+}
 
 pub(super) struct Reader {
     generation: u32,
     live: bool,
-    /// The log position of the next byte to write.
-    pub(super) cursor: u64,
-    /// Where the reader stops reading (it left the room, or its outbox is
-    /// closing); `u64::MAX` while it reads on.
-    stop: u64,
-    limit: u64,
-    urgent: u64,
-    /// Counted private bytes queued (the last line of a closing outbox is
-    /// not counted).
-    private: u64,
-    /// Private bytes of one reply that do not count.
-    exempt: u64,
-    /// Log and private bytes the writer holds.
-    taken_log: u64,
-    taken_private: u64,
     /// The room's name for the reader (its member id).
     tag: u64,
     outbox: Weak<Outbox>,
-    /// The key it sits under in `cut_order` (at most its true key).
-    cut_key: u64,
-    /// The key it sits under in `urgent_order`, or [`UNARMED`].
-    urgent_key: u64,
-    /// Armed to be woken by the next append.
-    wake_next: bool,
+    cell: Option<Arc<ReaderCell>>,
+    /// How far below a key its bound sits.
+    cut_allowance: u64,
+    urgent_allowance: u64,
 }
 
 impl Reader {
@@ -66,60 +94,17 @@ impl Reader {
         Reader {
             generation: 0,
             live: false,
-            cursor: 0,
-            stop: 0,
-            limit: 0,
-            urgent: 0,
-            private: 0,
-            exempt: 0,
-            taken_log: 0,
-            taken_private: 0,
             tag: 0,
             outbox: Weak::new(),
-            cut_key: 0,
-            urgent_key: UNARMED,
-            wake_next: false,
+            cell: None,
+            cut_allowance: 0,
+            urgent_allowance: 0,
         }
     }
 
-    /// Counted private bytes.
-    fn counted_private(&self) -> u64 {
-        self.private
-            .saturating_sub(self.taken_private + self.exempt)
+    fn cell(&self) -> &ReaderCell {
+        self.cell.as_deref().expect("a live reader has a cell")
     }
-
-    /// The counted backlog for a log ending at `end`.
-    fn counted(&self, end: u64) -> u64 {
-        end.saturating_sub(self.cursor + self.taken_log) + self.counted_private()
-    }
-
-    /// The log end at which the counted backlog is `level`.
-    fn key(&self, level: u64) -> u64 {
-        (self.cursor + self.taken_log)
-            .saturating_add(level)
-            .saturating_sub(self.counted_private())
-    }
-}
-
-/// What became of a private line offered to a reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admitted {
-    /// It would pass the limit: the reader is detached.
-    Refused,
-    /// It is counted; `tag` is the log's end, and `urgent` says whether the
-    /// counted backlog just reached the urgent level.
-    Queued { tag: u64, urgent: bool },
-}
-
-/// Where a reader stands after writing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Advance {
-    /// It reads on.
-    Reading,
-    /// It has read all it will ever read from the log, and is detached.
-    Finished,
-    /// It was cut.
-    Gone,
 }
 
 impl LogCore {
@@ -129,20 +114,15 @@ impl LogCore {
             .filter(|r| r.live && r.generation == id.generation)
     }
 
-    fn reader_mut(&mut self, id: ReaderId) -> Option<&mut Reader> {
-        self.readers
-            .get_mut(id.index as usize)
-            .filter(|r| r.live && r.generation == id.generation)
-    }
-
-    /// Adds a reader whose cursor is the log's end. `tag` is returned with
-    /// it if it is ever cut.
+    /// Adds a reader whose keys are published in `cell`. `tag` is returned
+    /// with it if it is ever cut.
     pub(crate) fn attach(
         &mut self,
         tag: u64,
         limit: usize,
         urgent: usize,
         outbox: Weak<Outbox>,
+        cell: Arc<ReaderCell>,
     ) -> ReaderId {
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);
         self.max_limit = self.max_limit.max(limit);
@@ -150,24 +130,22 @@ impl LogCore {
             self.readers.push(Reader::vacant());
             u32::try_from(self.readers.len() - 1).expect("fewer than 2^32 readers")
         });
-        let end = self.end;
         let reader = &mut self.readers[index as usize];
         let generation = reader.generation.wrapping_add(1);
         *reader = Reader {
             generation,
             live: true,
-            cursor: end,
-            stop: u64::MAX,
-            limit,
-            urgent: urgent as u64,
             tag,
             outbox,
-            ..Reader::vacant()
+            cell: Some(cell),
+            // An eighth of the distance: small lines and short writes stay
+            // within it.
+            cut_allowance: limit / 8,
+            urgent_allowance: urgent as u64 / 8,
         };
-        reader.cut_key = reader.key(limit);
-        self.cut_order.insert((reader.cut_key, index));
         self.live += 1;
         let id = ReaderId { index, generation };
+        self.rekey(id);
         self.arm_urgent(id);
         id
     }
@@ -175,15 +153,22 @@ impl LogCore {
     /// Removes a reader (its outbox was aborted, dropped, or has written
     /// everything up to its stop).
     pub(crate) fn detach(&mut self, id: ReaderId) {
-        let Some(reader) = self.reader_mut(id) else {
+        if self.reader(id).is_none() {
             return;
-        };
+        }
+        let reader = &mut self.readers[id.index as usize];
         reader.live = false;
         reader.outbox = Weak::new();
-        let (cut, urgent) = (reader.cut_key, reader.urgent_key);
-        self.cut_order.remove(&(cut, id.index));
-        if urgent != UNARMED {
-            self.urgent_order.remove(&(urgent, id.index));
+        if let Some(cell) = reader.cell.take() {
+            let (cut, urgent) = (cell.cut_bound.load(SeqCst), cell.urgent_bound.load(SeqCst));
+            if cut != UNSET {
+                self.cut_order.remove(&(cut, id.index));
+            }
+            if urgent != UNSET {
+                self.urgent_order.remove(&(urgent, id.index));
+            }
+            cell.cut_bound.store(UNSET, SeqCst);
+            cell.urgent_bound.store(UNSET, SeqCst);
         }
         self.free.push(id.index);
         self.live -= 1;
@@ -192,161 +177,69 @@ impl LogCore {
         }
     }
 
-    /// Makes the reader stop at the log's current end: it reads nothing
-    /// appended later. Returns `false` if that leaves it nothing to read
-    /// from the log (it is then detached).
-    pub(crate) fn stop(&mut self, id: ReaderId) -> bool {
+    /// Whether the reader is still in the log (it was not cut).
+    pub(crate) fn is_reading(&self, id: ReaderId) -> bool {
+        self.reader(id).is_some()
+    }
+
+    /// Puts the reader's bounds at or below its published keys (an outbox
+    /// calls it when a key fell below its bound).
+    pub(crate) fn rekey(&mut self, id: ReaderId) {
         let end = self.end;
-        let Some(reader) = self.reader_mut(id) else {
-            return false;
-        };
-        reader.stop = reader.stop.min(end);
-        if reader.cursor >= reader.stop {
-            self.detach(id);
-            return false;
-        }
-        true
-    }
-
-    /// Log bytes the reader has yet to write.
-    pub(crate) fn pending(&self, id: ReaderId) -> u64 {
-        self.reader(id)
-            .map_or(0, |r| r.stop.min(self.end).saturating_sub(r.cursor))
-    }
-
-    /// The reader's cursor and where it stops reading (at most the end).
-    pub(crate) fn span(&self, id: ReaderId) -> Option<(u64, u64)> {
-        self.reader(id).map(|r| (r.cursor, r.stop.min(self.end)))
-    }
-
-    /// Records the private bytes a reader has queued as it attaches:
-    /// `private` in all, `exempt` of them not counted.
-    pub(crate) fn seed_private(&mut self, id: ReaderId, private: u64, exempt: u64) {
-        if let Some(reader) = self.reader_mut(id) {
-            reader.private = private;
-            reader.exempt = exempt.min(private);
-            self.rekey(id);
-        }
-    }
-
-    /// Offers a private line of `len` bytes: counted (unless `exempt`)
-    /// against the limit, and tagged with the log's end.
-    pub(crate) fn admit_private(&mut self, id: ReaderId, len: usize, exempt: bool) -> Admitted {
-        let end = self.end;
-        let len = len as u64;
-        let Some(reader) = self.reader_mut(id) else {
-            return Admitted::Refused;
-        };
-        let before = reader.counted(end);
-        if exempt {
-            reader.private += len;
-            reader.exempt += len;
-            return Admitted::Queued {
-                tag: end,
-                urgent: false,
-            };
-        }
-        if before.saturating_add(len) > reader.limit {
-            self.detach(id);
-            return Admitted::Refused;
-        }
-        reader.private += len;
-        let urgent = reader.urgent_key != UNARMED && before + len >= reader.urgent;
-        if urgent {
-            let key = std::mem::replace(&mut reader.urgent_key, UNARMED);
-            self.urgent_order.remove(&(key, id.index));
-        }
-        self.rekey(id);
-        Admitted::Queued { tag: end, urgent }
-    }
-
-    /// Records that the writer holds `log` bytes of the log (from the
-    /// cursor) and `private` bytes of the private queue, and that `exempt`
-    /// bytes of an exempt reply are not among them.
-    pub(crate) fn take(&mut self, id: ReaderId, log: u64, private: u64, exempt: u64) {
-        let Some(reader) = self.reader_mut(id) else {
+        let Some(reader) = self.reader(id) else {
             return;
         };
-        reader.taken_log = log;
-        reader.taken_private = private.min(reader.private);
-        reader.exempt = exempt.min(reader.private - reader.taken_private);
-        self.rekey(id);
-        self.arm_urgent(id);
-    }
-
-    /// Records that the reader wrote `log` bytes of the log and `private`
-    /// bytes of its private queue; what else its writer held counts again.
-    pub(crate) fn advance(&mut self, id: ReaderId, log: u64, private: u64) -> Advance {
-        let end = self.end;
-        let Some(reader) = self.reader_mut(id) else {
-            return Advance::Gone;
-        };
-        reader.cursor += log;
-        reader.private = reader.private.saturating_sub(private);
-        reader.exempt = reader.exempt.min(reader.private);
-        reader.taken_log = 0;
-        reader.taken_private = 0;
-        debug_assert!(reader.cursor <= reader.stop.min(end));
-        if reader.cursor >= reader.stop {
-            self.detach(id);
-            return Advance::Finished;
-        }
-        self.rekey(id);
-        self.arm_urgent(id);
-        Advance::Reading
-    }
-
-    /// Arms the reader to be woken by the next append. Does nothing if it
-    /// is armed already, or reads nothing new.
-    pub(crate) fn arm_next(&mut self, id: ReaderId) {
-        let Some(reader) = self.reader_mut(id) else {
-            return;
-        };
-        if !reader.wake_next && reader.stop == u64::MAX {
-            reader.wake_next = true;
-            self.wake_next.push(id);
-        }
-    }
-
-    /// Puts the reader under its true keys where they are lower than those
-    /// it sits under (higher ones are put right lazily).
-    fn rekey(&mut self, id: ReaderId) {
-        let Some(reader) = self.reader_mut(id) else {
-            return;
-        };
-        let cut = reader.key(reader.limit);
-        let urgent = reader.key(reader.urgent);
-        let old_cut = reader.cut_key;
-        let old_urgent = reader.urgent_key;
-        if cut < old_cut {
-            reader.cut_key = cut;
-            self.cut_order.remove(&(old_cut, id.index));
+        let cell = Arc::clone(reader.cell.as_ref().expect("a live reader has a cell"));
+        let (cut_allowance, urgent_allowance) = (reader.cut_allowance, reader.urgent_allowance);
+        let cut = lower(cell.cut_key.load(SeqCst), cut_allowance, end);
+        let old = cell.cut_bound.swap(cut, SeqCst);
+        if old != cut {
+            if old != UNSET {
+                self.cut_order.remove(&(old, id.index));
+            }
             self.cut_order.insert((cut, id.index));
         }
-        if old_urgent != UNARMED && urgent < old_urgent {
-            let reader = &mut self.readers[id.index as usize];
-            reader.urgent_key = urgent;
-            self.urgent_order.remove(&(old_urgent, id.index));
-            self.urgent_order.insert((urgent, id.index));
+        let old = cell.urgent_bound.load(SeqCst);
+        if old != UNSET {
+            let urgent = lower(cell.urgent_key.load(SeqCst), urgent_allowance, end);
+            if urgent < old {
+                cell.urgent_bound.store(urgent, SeqCst);
+                self.urgent_order.remove(&(old, id.index));
+                self.urgent_order.insert((urgent, id.index));
+            }
         }
     }
 
-    /// Arms the urgency wake-up of a reader whose counted backlog is under
-    /// its level (it fires once each time the backlog reaches the level).
-    fn arm_urgent(&mut self, id: ReaderId) {
+    /// Arms the urgency wake-up of a reader whose backlog is under its
+    /// level (it fires once each time the backlog reaches the level).
+    pub(crate) fn arm_urgent(&mut self, id: ReaderId) {
         let end = self.end;
-        let Some(reader) = self.reader_mut(id) else {
+        let Some(reader) = self.reader(id) else {
             return;
         };
-        if reader.urgent_key != UNARMED
-            || reader.stop != u64::MAX
-            || reader.counted(end) >= reader.urgent
-        {
+        let cell = reader.cell();
+        let key = cell.urgent_key.load(SeqCst);
+        if cell.urgent_bound.load(SeqCst) != UNSET || key <= end {
             return;
         }
-        let key = reader.key(reader.urgent);
-        reader.urgent_key = key;
-        self.urgent_order.insert((key, id.index));
+        let bound = lower(key, reader.urgent_allowance, end + 1);
+        cell.urgent_bound.store(bound, SeqCst);
+        self.urgent_order.insert((bound, id.index));
+    }
+
+    /// Arms the reader, whose cursor is `cursor`, to be woken by the next
+    /// append. Returns `false` (arming nothing) if the log has moved on past
+    /// the cursor already.
+    pub(crate) fn arm_next(&mut self, id: ReaderId, cursor: u64) -> bool {
+        if self.end > cursor {
+            return false;
+        }
+        if let Some(reader) = self.reader(id) {
+            if !reader.cell().armed.swap(true, SeqCst) {
+                self.wake_next.push(id);
+            }
+        }
+        true
     }
 
     /// The smallest cursor of any reader.
@@ -354,30 +247,35 @@ impl LogCore {
         self.readers
             .iter()
             .filter(|r| r.live)
-            .map(|r| r.cursor)
+            .map(|r| r.cell().cursor.load(SeqCst))
             .min()
             .unwrap_or(self.end)
     }
 
     /// Cuts every reader whose backlog has passed its limit.
     pub(super) fn cut_slow_readers(&mut self, fallout: &mut Fallout) {
-        while let Some(&(key, index)) = self.cut_order.first() {
-            if key >= self.end {
+        let end = self.end;
+        while let Some(&(bound, index)) = self.cut_order.first() {
+            if bound >= end {
                 break;
             }
-            let reader = &mut self.readers[index as usize];
-            let true_key = reader.key(reader.limit);
-            if true_key >= self.end {
-                // Stale: it has written since.
-                self.cut_order.pop_first();
-                reader.cut_key = true_key;
-                self.cut_order.insert((true_key, index));
+            self.cut_order.pop_first();
+            let reader = &self.readers[index as usize];
+            let cell = reader.cell();
+            let key = cell.cut_key.load(SeqCst);
+            if key >= end {
+                // It has written since: its bound was low.
+                let bound = lower(key, reader.cut_allowance, end);
+                cell.cut_bound.store(bound, SeqCst);
+                self.cut_order.insert((bound, index));
                 continue;
             }
-            if reader.stop == u64::MAX {
-                fallout.cut.push((reader.tag, reader.outbox.clone()));
-            } else {
+            cell.cut_bound.store(UNSET, SeqCst);
+            cell.cut.store(true, SeqCst);
+            if cell.stopped.load(SeqCst) {
                 fallout.abort.push(reader.outbox.clone());
+            } else {
+                fallout.cut.push((reader.tag, reader.outbox.clone()));
             }
             let id = ReaderId {
                 index,
@@ -391,27 +289,35 @@ impl LogCore {
     /// reached their urgent level.
     pub(super) fn collect_wakes(&mut self, fallout: &mut Fallout) {
         for id in std::mem::take(&mut self.wake_next) {
-            if let Some(reader) = self.reader_mut(id) {
-                if reader.wake_next {
-                    reader.wake_next = false;
+            if let Some(reader) = self.reader(id) {
+                if reader.cell().armed.swap(false, SeqCst) {
                     fallout.wake.push((reader.outbox.clone(), WakeKind::Next));
                 }
             }
         }
-        while let Some(&(key, index)) = self.urgent_order.first() {
-            if key > self.end {
+        let end = self.end;
+        while let Some(&(bound, index)) = self.urgent_order.first() {
+            if bound > end {
                 break;
             }
             self.urgent_order.pop_first();
-            let reader = &mut self.readers[index as usize];
-            let true_key = reader.key(reader.urgent);
-            if true_key > self.end {
-                reader.urgent_key = true_key;
-                self.urgent_order.insert((true_key, index));
+            let reader = &self.readers[index as usize];
+            let cell = reader.cell();
+            let key = cell.urgent_key.load(SeqCst);
+            if key > end {
+                let bound = lower(key, reader.urgent_allowance, end + 1);
+                cell.urgent_bound.store(bound, SeqCst);
+                self.urgent_order.insert((bound, index));
                 continue;
             }
-            reader.urgent_key = UNARMED;
+            cell.urgent_bound.store(UNSET, SeqCst);
             fallout.wake.push((reader.outbox.clone(), WakeKind::Urgent));
         }
     }
+}
+
+/// A bound `allowance` below `key`, but not below `floor` (a bound under the
+/// end would be looked at again at once).
+fn lower(key: u64, allowance: u64, floor: u64) -> u64 {
+    key.saturating_sub(allowance).max(floor.min(key))
 }
