@@ -61,34 +61,6 @@ enum Io {
     Threads,
 }
 
-/// How often freed heap memory is handed back to the OS.
-const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Hands freed heap pages back to the OS every [`HEAP_TRIM_INTERVAL`], like
-/// a garbage-collected runtime's scavenger. After a burst (10,000 members
-/// joining at once, each join announced to all) glibc keeps the pages of
-/// freed write buffers, about half of the server's RSS; trimming returns
-/// them. It takes a few milliseconds and allocates nothing.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn spawn_heap_trimmer() {
-    let spawned = std::thread::Builder::new()
-        .name("heap-trim".into())
-        .spawn(|| loop {
-            std::thread::sleep(HEAP_TRIM_INTERVAL);
-            // SAFETY: malloc_trim has no preconditions; it only releases
-            // memory that is already free.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        });
-    if let Err(error) = spawned {
-        log::warn!("no heap trimmer: {error}");
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn spawn_heap_trimmer() {}
-
 /// File descriptors kept free for the listener, logs and the like.
 const RESERVED_FDS: u64 = 32;
 
@@ -177,7 +149,6 @@ fn main() -> ExitCode {
 
     log_backlog(server.transport(), args.backlog);
     log_capacity(args.max_clients, args.io);
-    spawn_heap_trimmer();
 
     let mut stdout = std::io::stdout();
     let _ = writeln!(
