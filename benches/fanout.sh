@@ -93,21 +93,32 @@ wait_port() {
   return 1
 }
 
-start_server() { # $1 = chat|nats, $2 = log prefix
+# Server flags a scenario needs: G has one member more than the default
+# client limit.
+scenario_server_args() {
+  case $1 in
+    G) echo "--max-clients 10100" ;;
+    *) echo "" ;;
+  esac
+}
+
+start_server() { # $1 = chat|base|nats, $2 = log prefix, $3 = scenario
   local log="$OUT/$2"
+  local extra
+  extra=$(scenario_server_args "$3")
   # The server's output is read for its port: never let a stale file answer.
   rm -f "$log.out" "$log.err"
   case $1 in
     chat)
       # shellcheck disable=SC2086
-      "$BIN/tcp_server" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+      "$BIN/tcp_server" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS $extra \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
       wait_port "$log.out" '^Server listening on '
       ;;
     base)
       # shellcheck disable=SC2086
-      "$BASELINE" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS \
+      "$BASELINE" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS $extra \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
       wait_port "$log.out" '^Server listening on '
@@ -163,7 +174,7 @@ for sc in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
       tag="$sc.$srv.$run"
       rm -f "$OUT/$tag.json"
-      if ! start_server "$srv" "$tag.server"; then
+      if ! start_server "$srv" "$tag.server" "$sc"; then
         echo "!! $tag: the $srv server did not start (see $OUT/$tag.server.*)" >&2
         stop_server
         continue

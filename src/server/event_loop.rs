@@ -32,6 +32,7 @@ use crate::outbox::{Outbox, OutboxState, Wake, WriteBatch};
 use crate::protocol::Reply;
 use crate::room::ChatRoom;
 use crate::session::{Session, SessionState};
+use crate::transport::reset_on_close;
 
 use super::config::ServerConfig;
 use super::connections::{Connections, Refusal, Slot};
@@ -590,6 +591,14 @@ impl EventLoop {
         let Some(mut conn) = self.conns.get_mut(token).and_then(Option::take) else {
             return;
         };
+        if conn.outbox.state() == OutboxState::Aborted {
+            // Cut, or its connection failed: what it was not sent goes, in
+            // the kernel too (a client that does not read would otherwise
+            // have the kernel keep it long after the socket is closed).
+            if let Err(error) = reset_on_close(&conn.stream) {
+                log::debug!("cannot reset a connection on close: {error}");
+            }
+        }
         if let Some(session) = &mut conn.session {
             if !session.is_closed() {
                 session.input_ended();

@@ -194,12 +194,12 @@ fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) 
             break true;
         }
     };
-    let direction = if graceful {
-        Direction::Write
+    if graceful {
+        let _ = writer.shutdown(Direction::Write);
     } else {
-        Direction::Both
-    };
-    let _ = writer.shutdown(direction);
+        // Cut, or its connection failed: what it was not sent goes.
+        let _ = writer.abort();
+    }
     if !reader_done.wait(LINGER) {
         // The reader is blocked on a client that neither sends nor closes.
         let _ = writer.shutdown(Direction::Read);

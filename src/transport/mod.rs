@@ -100,6 +100,7 @@ pub use memory::{
     DEFAULT_PIPE_CAPACITY,
 };
 pub(crate) use tcp::accept_nonblocking;
+pub(crate) use tcp::reset_on_close;
 pub use tcp::{TcpConnection, TcpTransport};
 
 /// A source of connections.
@@ -141,6 +142,14 @@ pub trait WriteHalf: io::Write + Send + 'static {
 
     /// Shuts down one or both directions of the whole connection.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+
+    /// Ends the connection at once, dropping whatever it still had to send
+    /// (a member cut as a slow consumer: what it was not sent is of no use
+    /// to it, and must not hold memory anywhere, the kernel's included). By
+    /// default, [`WriteHalf::shutdown`] of both directions.
+    fn abort(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Both)
+    }
 }
 
 /// Whether an I/O error means "the timeout passed" rather than a failure.

@@ -244,6 +244,25 @@ impl WriteHalf for TcpStream {
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
     }
+
+    /// Resets the connection once closed (`SO_LINGER` 0): its unsent bytes
+    /// are dropped rather than left to the kernel, which would otherwise
+    /// keep them, for a client that does not read, long after the socket is
+    /// closed. Shuts the reading side, so that a reader blocked on it lets
+    /// go of the connection; not the writing side, which would queue a FIN
+    /// after the unsent bytes and end the stream cleanly.
+    fn abort(&self) -> io::Result<()> {
+        reset_on_close(self)?;
+        TcpStream::shutdown(self, Shutdown::Read)
+    }
+}
+
+/// Makes closing `socket` reset the connection and drop its unsent bytes.
+pub(crate) fn reset_on_close<S>(socket: &S) -> io::Result<()>
+where
+    for<'s> socket2::SockRef<'s>: From<&'s S>,
+{
+    socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO))
 }
 
 #[cfg(test)]
