@@ -37,15 +37,18 @@
 //! - [`protocol`]: framing ([`LineCodec`](protocol::LineCodec)), commands,
 //!   names, and every server line ([`Reply`](protocol::Reply)).
 //! - [`room`]: [`ChatRoom`] and [`MemberId`].
-//! - [`outbox`]: a member's bounded queue of encoded lines ([`Outbox`]).
+//! - [`outbox`]: a member's bounded queue of lines ([`Outbox`]), and the
+//!   room log it reads: each public line is kept once for the whole room,
+//!   and a room's memory is bounded by the members' limit, not by their
+//!   number.
 //! - [`session`]: the sans-I/O per-connection state machine ([`Session`]).
 //! - [`transport`]: the [`Transport`] trait, [`TcpTransport`] and
 //!   [`MemoryTransport`].
 //! - [`server`]: [`Server`], [`ServerConfig`] and the [`Shutdown`] handle.
 //! - [`error`]: one error enum per layer, joined in [`Error`].
 //!
-//! Dependencies point one way: `protocol` needs nothing; `outbox` and `room`
-//! need `protocol`; `session` needs `room`; `transport` needs none of them;
+//! Dependencies point one way: `protocol` and `outbox` need nothing; `room`
+//! needs both; `session` needs `room`; `transport` needs none of them;
 //! `server` needs them all.
 
 #![forbid(unsafe_code)]

@@ -48,6 +48,7 @@
 mod batch;
 mod private;
 mod roomlog;
+mod state;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -63,9 +64,9 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 pub use batch::{WriteBatch, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_PARTS};
 pub(crate) use roomlog::{Fallout, RoomLog, WakeKind};
 pub use roomlog::{LogStats, DEFAULT_CHUNK_BYTES};
-use roomlog::{ReaderCell, ReaderId};
 
 use private::PrivateQueue;
+use state::{stop_reading, State};
 
 /// The default limit of a member's backlog: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
@@ -118,71 +119,6 @@ pub enum OutboxState {
     Closing,
     /// Close the connection now; nothing more is to be written.
     Aborted,
-}
-
-/// The outbox's place in a room log, and its accounts there (kept here,
-/// under the outbox's lock; the log sees them through the shared cell).
-struct Attached {
-    log: Arc<RoomLog>,
-    id: ReaderId,
-    cell: Arc<ReaderCell>,
-    /// The log position of the next byte to write.
-    cursor: u64,
-    /// Where it stops reading the log; `u64::MAX` while it reads on.
-    stop: u64,
-    /// Log bytes the writer holds (filled, not yet consumed).
-    taken: u64,
-}
-
-struct State {
-    status: OutboxState,
-    private: PrivateQueue,
-    reader: Option<Attached>,
-    /// The writer found nothing to write: the next line wakes it.
-    waiting: bool,
-    /// Bytes of a reply queued with [`Outbox::push_reply`] that do not
-    /// count, and where in the private stream it ends.
-    exempt: usize,
-    exempt_end: u64,
-    /// Private bytes ever queued and ever written: positions in the
-    /// private stream.
-    private_in: u64,
-    private_out: u64,
-    /// Private bytes the writer holds.
-    taken_private: usize,
-    /// The writer was told the backlog is urgent, and it has not gone back
-    /// under the level since.
-    urgent_told: bool,
-}
-
-impl State {
-    /// Private bytes that count toward the limit.
-    fn counted_private(&self) -> usize {
-        self.private
-            .len()
-            .saturating_sub(self.taken_private + self.exempt)
-    }
-
-    /// The backlog that counts toward the limit, for a log ending at `end`:
-    /// log bytes from the cursor to the end (whether or not it still reads
-    /// them: its cursor holds the log back) and private bytes, less what
-    /// the writer holds and an exempt reply.
-    fn counted(&self, end: u64) -> u64 {
-        let log = self
-            .reader
-            .as_ref()
-            .map_or(0, |at| end.saturating_sub(at.cursor + at.taken));
-        log + self.counted_private() as u64
-    }
-
-    /// Bytes due and not yet written.
-    fn pending(&self) -> usize {
-        let log = self
-            .reader
-            .as_ref()
-            .map_or(0, |at| at.stop.min(at.log.end()).saturating_sub(at.cursor));
-        self.private.len() + usize::try_from(log).unwrap_or(usize::MAX)
-    }
 }
 
 /// A member's bounded queue of lines, for one connection.
@@ -434,23 +370,6 @@ impl Outbox {
     pub fn drain_bytes(&self) -> Vec<u8> {
         self.take().0.to_vec()
     }
-}
-
-/// Makes the outbox read no more of the log than it has now; returns the
-/// tag for a private line that comes after all of it.
-fn stop_reading(state: &mut State) -> u64 {
-    let Some(at) = &mut state.reader else {
-        return 0;
-    };
-    let end = at.log.end();
-    at.stop = at.stop.min(end);
-    at.cell.stopped.store(true, SeqCst);
-    if at.cursor >= at.stop {
-        if let Some(at) = state.reader.take() {
-            at.log.lock().detach(at.id);
-        }
-    }
-    end
 }
 
 impl Drop for Outbox {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::roomlog::{ReaderCell, RoomLog, WakeKind, UNSET};
-use super::{Attached, Outbox, OutboxState, State, WriteBatch};
+use super::state::{stop_reading, Attached, State};
+use super::{Outbox, OutboxState, WriteBatch};
 
 impl Outbox {
     /// Fills `batch` with what is due next: private lines and log bytes,
@@ -315,7 +316,7 @@ impl Outbox {
     /// lines pushed later come after all of it.
     pub(crate) fn leave_log(&self) {
         let mut state = self.state.lock();
-        super::stop_reading(&mut state);
+        stop_reading(&mut state);
     }
 
     /// The room log has something for this outbox.
