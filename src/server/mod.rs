@@ -170,7 +170,8 @@ impl<T: Transport> Server<T> {
                 self.connections.len()
             );
             self.connections.abort_all();
-            self.connections.wait_empty(Instant::now().checked_add(ABORT_WAIT));
+            self.connections
+                .wait_empty(Instant::now().checked_add(ABORT_WAIT));
         }
         log::info!("server stopped");
     }

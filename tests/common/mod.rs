@@ -243,8 +243,6 @@ impl Client {
         self.stream.shutdown(Direction::Write).expect("shutdown");
     }
 
-
-
     /// The underlying stream.
     pub fn stream(&self) -> &TcpStream {
         &self.stream
