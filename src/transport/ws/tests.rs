@@ -482,3 +482,29 @@ fn an_idle_layer_keeps_no_buffer() {
         std::mem::size_of::<WsLayer>()
     );
 }
+
+#[test]
+fn the_page_is_self_contained_and_shows_server_text_as_text() {
+    let page = CHAT_PAGE;
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains(r#"id="line""#) && page.contains(r#"id="log""#));
+    assert!(page.contains(r#"name="viewport""#), "phone-width screens");
+    // Nothing from other hosts: no absolute URLs, no external resources.
+    for needle in [
+        "http://", "https://", "//cdn", "src=", "href=", "@import", "url(",
+    ] {
+        assert!(!page.contains(needle), "{needle}");
+    }
+    // Server text only ever becomes textContent.
+    for needle in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!page.contains(needle), "{needle}");
+    }
+    assert!(page.contains(".textContent = line"));
+    assert!(page.contains(r#""wss://" : "ws://""#) && page.contains(r#"location.host + "/ws""#));
+}
