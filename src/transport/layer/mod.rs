@@ -9,10 +9,9 @@
 //! the layer hands back. The same layers therefore run on the event loops,
 //! on threads, and in unit tests over plain buffers.
 //!
-//! Layers stack ([`Stack`]): TCP ([`Plain`]), then TLS
-//! ([`TlsLayer`](crate::transport::tls::TlsLayer), feature `tls`), then
-//! WebSocket ([`WsLayer`](crate::transport::ws::WsLayer), feature
-//! `websocket`), then lines. The room keeps plain lines; each connection's
+//! Layers stack ([`Stack`]): TCP ([`Plain`]), then TLS (`tls::TlsLayer`,
+//! feature `tls`), then WebSocket (`ws::WsLayer`, feature `websocket`), then
+//! lines. The room keeps plain lines; each connection's
 //! layers frame and encrypt them at write time.
 //!
 //! # Driving a layer
