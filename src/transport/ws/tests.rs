@@ -1,5 +1,6 @@
 //! The WebSocket layer over buffers, with no sockets.
 
+use super::frame::OP_PING;
 use super::*;
 use crate::protocol::{Frame, LineCodec};
 
