@@ -43,7 +43,9 @@
 //!   number.
 //! - [`session`]: the sans-I/O per-connection state machine ([`Session`]).
 //! - [`transport`]: the [`Transport`] trait, [`TcpTransport`] and
-//!   [`MemoryTransport`].
+//!   [`MemoryTransport`]; sans-I/O byte layers that stack
+//!   ([`transport::layer`], with how to write one), TLS (feature `tls`) and
+//!   WebSocket with the browser page (feature `websocket`).
 //! - [`server`]: [`Server`], [`ServerConfig`] and the [`Shutdown`] handle.
 //! - [`error`]: one error enum per layer, joined in [`Error`].
 //!

@@ -88,13 +88,19 @@
 //! assert!(Closed.accept().is_err());
 //! ```
 
+pub mod layer;
 mod memory;
 mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(feature = "websocket")]
+pub mod ws;
 
 use std::io;
 use std::net::Shutdown;
 use std::time::Duration;
 
+pub use layer::{CloseReason, Layer, LayerError, LayerEvent, Plain, Stack};
 pub use memory::{
     MemoryClient, MemoryConnection, MemoryConnector, MemoryReader, MemoryTransport, MemoryWriter,
     DEFAULT_PIPE_CAPACITY,
