@@ -442,25 +442,39 @@ async fn setup(
 }
 
 /// Finds or makes a key-value bucket (history 1, on file).
-async fn bucket(js: &jetstream::Context, name: String, max_age: Duration) -> Result<kv::Store, String> {
-    if let Ok(store) = js.get_key_value(name.as_str()).await {
-        return Ok(store);
-    }
-    let made = js
-        .create_key_value(kv::Config {
-            bucket: name.clone(),
-            history: 1,
-            max_age,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await;
-    match made {
-        Ok(store) => Ok(store),
-        // Another node made it at the same moment.
-        Err(e) => js
-            .get_key_value(name.as_str())
-            .await
-            .map_err(|_| format!("cannot set up the bucket {name}: {e}")),
-    }
+///
+/// The bucket's stream is made here with the key-value conventions
+/// (`KV_<bucket>`, subjects `$KV.<bucket>.>`, roll-ups allowed, deletes
+/// denied, direct gets): async-nats' own `create_key_value` first asks for
+/// the account's info, which it cannot parse from a nats-server 2.9.
+async fn bucket(
+    js: &jetstream::Context,
+    name: String,
+    max_age: Duration,
+) -> Result<kv::Store, String> {
+    let window = Duration::from_secs(120);
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        duplicate_window: if max_age.is_zero() {
+            window
+        } else {
+            window.min(max_age)
+        },
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| format!("cannot set up the bucket {name}: {e}"))?;
+    js.get_key_value(name.as_str())
+        .await
+        .map_err(|e| format!("cannot open the bucket {name}: {e}"))
 }
