@@ -283,7 +283,9 @@ pub(crate) fn run(parts: Parts) {
     {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = parts.started.send(Err(format!("cannot start a runtime: {e}")));
+            let _ = parts
+                .started
+                .send(Err(format!("cannot start a runtime: {e}")));
             return;
         }
     };
@@ -344,8 +346,8 @@ async fn serve(parts: Parts) {
     let _ = started.send(Ok(()));
     if let Ok(Control::Close(done)) = control.await {
         let (said_tx, said_rx) = oneshot::channel();
-        let said = own_commands.send(Command::Close(said_tx)).await.is_ok()
-            && said_rx.await.is_ok();
+        let said =
+            own_commands.send(Command::Close(said_tx)).await.is_ok() && said_rx.await.is_ok();
         let _ = done.send(said);
     }
 }
@@ -373,8 +375,14 @@ async fn setup(
             let room = room_for_log.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => conn_tx.send_modify(|n| *n += 1),
-                    other => log::info!("room {room}: NATS {other}"),
+                    async_nats::Event::Connected => {
+                        log::info!("room {room}: connected to NATS");
+                        conn_tx.send_modify(|n| *n += 1)
+                    }
+                    async_nats::Event::Disconnected => {
+                        log::warn!("room {room}: disconnected from NATS")
+                    }
+                    other => log::debug!("room {room}: NATS {other}"),
                 }
             }
         });

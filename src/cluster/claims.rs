@@ -60,7 +60,9 @@ pub(crate) async fn claim(ctx: Arc<Ctx>, member: u64, name: String) {
                         match ctx.names.update(&key, value.clone(), revision).await {
                             Ok(revision) => break Outcome::Won(revision),
                             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                            Err(e) => log::debug!("room {}: take-over retried: {e}", ctx.config.room),
+                            Err(e) => {
+                                log::debug!("room {}: take-over retried: {e}", ctx.config.room)
+                            }
                         }
                     }
                     Holder::Other => break Outcome::Taken,

@@ -24,6 +24,9 @@ pub enum LinkError {
         /// What went wrong.
         reason: String,
     },
+    /// The configuration cannot work.
+    #[error("invalid room link configuration: {0}")]
+    Config(&'static str),
     /// The bridge thread could not be started.
     #[error("cannot start the NATS bridge thread")]
     Thread(#[source] std::io::Error),
@@ -68,6 +71,15 @@ impl RoomLink {
     /// calls `sink`. Blocks until then: at most about
     /// [`LinkConfig::connect_timeout`] when NATS cannot be reached.
     pub fn connect(config: LinkConfig, sink: impl LinkSink) -> Result<RoomLink, LinkError> {
+        if config.dead_after <= config.give_up_after + config.heartbeat {
+            // Else a node could be announced while it still serves.
+            return Err(LinkError::Config(
+                "dead_after must exceed give_up_after plus heartbeat",
+            ));
+        }
+        if config.heartbeat.is_zero() {
+            return Err(LinkError::Config("heartbeat must not be zero"));
+        }
         let node = NodeId::random();
         let (commands, command_rx) = mpsc::channel(config.queue.max(1));
         let (control, control_rx) = oneshot::channel();

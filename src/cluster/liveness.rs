@@ -50,7 +50,17 @@ pub(crate) async fn heartbeat(ctx: Arc<Ctx>) {
             .nodes
             .put(ctx.node.as_str(), Bytes::from(beat.to_string()));
         match timeout(bound, put).await {
-            Ok(Ok(_)) => ctx.ok(),
+            Ok(Ok(_)) => {
+                let silent = ctx.last_ok.lock().elapsed();
+                if silent > ctx.config.heartbeat * 2 {
+                    log::info!(
+                        "room {}: NATS answers again after {:.1} s",
+                        ctx.config.room,
+                        silent.as_secs_f64()
+                    );
+                }
+                ctx.ok()
+            }
             Ok(Err(e)) => log::debug!("room {}: heartbeat failed: {e}", ctx.config.room),
             Err(_) => log::debug!("room {}: heartbeat timed out", ctx.config.room),
         }
@@ -220,7 +230,10 @@ async fn announce(ctx: &Arc<Ctx>, node: &NodeId) -> Option<u64> {
         return None;
     }
     if let Err(e) = ctx.nodes.delete(node.as_str()).await {
-        log::debug!("room {}: removing a dead heartbeat failed: {e}", ctx.config.room);
+        log::debug!(
+            "room {}: removing a dead heartbeat failed: {e}",
+            ctx.config.room
+        );
         return None;
     }
     Some(last)

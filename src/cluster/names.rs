@@ -176,7 +176,11 @@ mod tests {
         assert_eq!(RoomName::new(""), Err(RoomNameError::Empty));
         assert_eq!(RoomName::new(&"x".repeat(33)), Err(RoomNameError::TooLong));
         for bad in ["a.b", "a b", "a*", "a>", "ñ", "a/b"] {
-            assert_eq!(RoomName::new(bad), Err(RoomNameError::BadCharacter), "{bad}");
+            assert_eq!(
+                RoomName::new(bad),
+                Err(RoomNameError::BadCharacter),
+                "{bad}"
+            );
         }
     }
 

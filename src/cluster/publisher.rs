@@ -85,7 +85,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                 true
             }
             Command::Barrier { member, token } => {
-                p.ctx.state.lock().defer(Deferred::Barrier { member, token });
+                p.ctx
+                    .state
+                    .lock()
+                    .defer(Deferred::Barrier { member, token });
                 true
             }
             Command::Close(said) => {
@@ -113,7 +116,10 @@ impl Publisher {
     }
 
     fn refuse(&self, member: u64, what: Refusal) {
-        self.ctx.state.lock().defer(Deferred::Refused { member, what });
+        self.ctx
+            .state
+            .lock()
+            .defer(Deferred::Refused { member, what });
     }
 
     /// The name `member` joined under, if it did.

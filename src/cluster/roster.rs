@@ -274,7 +274,10 @@ mod tests {
         assert_eq!(r.apply(5, leave("b", 1)).len(), 1);
         assert!(r.apply(6, leave("b", 1)).is_empty(), "a second leave");
         assert!(r.has_departed(&id("b"), 1));
-        assert!(r.apply(7, join("b", 1, "bob")).is_empty(), "a join after its leave");
+        assert!(
+            r.apply(7, join("b", 1, "bob")).is_empty(),
+            "a join after its leave"
+        );
         assert_eq!(r.members_of(&id("a")).len(), 2);
         assert_eq!(r.nodes(), [id("a")].into_iter().collect());
     }
