@@ -182,7 +182,9 @@ fn the_same_name_claimed_on_two_links_at_once_has_one_winner() {
         let (winner, loser) = if won_a { (&a, &b) } else { (&b, &a) };
         winner.link().leave(round).unwrap();
         let retry = round + 1000;
+        let deadline = Instant::now() + TIMEOUT;
         let got = loop {
+            assert!(Instant::now() < deadline, "{name} was never freed");
             loser.link().claim(retry, &name).unwrap();
             let got = loser.wait_for("a claim's answer", |e| match e {
                 LinkEvent::Claimed { member, .. } if member == retry => Some(true),
@@ -196,6 +198,35 @@ fn the_same_name_claimed_on_two_links_at_once_has_one_winner() {
         };
         assert!(got);
         loser.link().leave(retry).unwrap();
+    }
+}
+
+#[test]
+fn a_claim_left_before_its_answer_frees_the_name() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let a = Node::start(config(&nats, "abandon"));
+    let b = Node::start(config(&nats, "abandon"));
+    for round in 0..10u64 {
+        let name = format!("zed{round}");
+        a.link().claim(round, &name).unwrap();
+        // The connection ends mid-claim (or just after its answer: either
+        // way the name must come free).
+        a.link().leave(round).unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "{name} was never freed");
+            b.link().claim(round, &name).unwrap();
+            let won = b.wait_for("a claim's answer", |e| match e {
+                LinkEvent::Claimed { member, .. } if member == round => Some(true),
+                LinkEvent::Taken { member, .. } if member == round => Some(false),
+                _ => None,
+            });
+            if won {
+                break;
+            }
+        }
     }
 }
 

@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub published: u64,
     pub sink: Box<dyn LinkSink>,
     pub fatal: bool,
+    /// The goodbye has begun: a claim that completes now is released.
+    pub closing: bool,
     /// This node's members' names.
     pub claims: HashMap<u64, Claim>,
     /// Members whose claim is under way.
@@ -436,6 +438,7 @@ async fn setup(
             published: 0,
             sink,
             fatal: false,
+            closing: false,
             claims: HashMap::new(),
             claiming: HashSet::new(),
             abandoned: HashSet::new(),

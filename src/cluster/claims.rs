@@ -76,7 +76,8 @@ pub(crate) async fn claim(ctx: Arc<Ctx>, member: u64, name: String) {
     };
     let to_release = {
         let mut st = ctx.state.lock();
-        let abandoned = st.abandoned.remove(&member);
+        // Left meanwhile, or the node is saying goodbye: give it back.
+        let abandoned = st.abandoned.remove(&member) || st.closing;
         st.claiming.remove(&member);
         match outcome {
             Outcome::Won(revision) if abandoned => Some(revision),

@@ -152,7 +152,9 @@ pub enum LinkEvent {
 ///
 /// It is called on the link's bridge thread, one event at a time, in order.
 /// It must be quick and must not block (push into outboxes, a channel, wake
-/// an event loop): while it runs, the link reads nothing from NATS.
+/// an event loop): while it runs, the link reads nothing from NATS and
+/// sends no heartbeat. It may call the link's request methods (they never
+/// block), but must not close or drop the link.
 pub trait LinkSink: Send + 'static {
     /// Takes one event.
     fn deliver(&mut self, event: LinkEvent);

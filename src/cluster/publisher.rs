@@ -285,7 +285,11 @@ impl Publisher {
 
     /// Leaves for every member still here, names freed, heartbeat removed.
     async fn goodbye(&mut self) {
-        let mut members: Vec<u64> = self.ctx.state.lock().claims.keys().copied().collect();
+        let mut members: Vec<u64> = {
+            let mut st = self.ctx.state.lock();
+            st.closing = true;
+            st.claims.keys().copied().collect()
+        };
         members.sort_unstable();
         for member in members {
             if !self.leave(member, false).await {
