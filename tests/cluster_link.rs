@@ -374,22 +374,46 @@ fn a_killed_link_has_its_members_announced_once_within_10_s() {
     };
     let a = Node::start(config(&nats, "deaths"));
     let b = Node::start(config(&nats, "deaths"));
-    let mut c = Node::start(config(&nats, "deaths"));
+    // Small batches, so that the kill lands mid-burst.
+    let mut c = Node::start({
+        let mut c = config(&nats, "deaths");
+        c.max_batch_bytes = 200;
+        c
+    });
     a.join(1, "ana");
     c.join(1, "cy1");
     c.join(2, "cy2");
     b.join(1, "bob");
+    // Killed mid-burst: lines queued, some published, the rest never.
+    for k in 0..20_000 {
+        c.link().say(1 + k % 2, vec![format!("{k}")]).unwrap();
+    }
     let killed = Instant::now();
     drop(c.link.take()); // no goodbye: as if killed
+    let mut lines_seen = Vec::new();
     for n in [&a, &b] {
         let mut gone = Vec::new();
+        let mut lines = Vec::new();
         n.wait_for("both leaves", |e| {
-            if let LinkEvent::Left { member, reason, .. } = e {
-                gone.push((member.name.to_string(), reason));
+            match e {
+                LinkEvent::Left { member, reason, .. } => {
+                    gone.push((member.name.to_string(), reason))
+                }
+                LinkEvent::Said {
+                    member, lines: l, ..
+                } if member.name.starts_with("cy") => {
+                    assert!(gone.is_empty(), "a line after a leave");
+                    lines.extend(l)
+                }
+                _ => {}
             }
             (gone.len() == 2).then_some(())
         });
-        eprintln!("announced {:?} after the kill", killed.elapsed());
+        eprintln!(
+            "announced {:?} after the kill ({} of the 20000 queued lines were published)",
+            killed.elapsed(),
+            lines.len()
+        );
         assert!(
             killed.elapsed() < Duration::from_secs(10),
             "{:?}",
@@ -403,7 +427,12 @@ fn a_killed_link_has_its_members_announced_once_within_10_s() {
                 ("cy2".to_string(), LeaveReason::NodeDied)
             ]
         );
+        // What was published is a prefix of what was sent, in order.
+        let want: Vec<String> = (0..lines.len()).map(|k| k.to_string()).collect();
+        assert_eq!(lines, want);
+        lines_seen.push(lines);
     }
+    assert_eq!(lines_seen[0], lines_seen[1]);
     // Their names are free: claimed at once, from either survivor.
     a.join(2, "CY1");
     b.join(2, "cy2");
