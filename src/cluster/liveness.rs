@@ -9,7 +9,8 @@
 //!   revision has not changed for
 //!   [`dead_after`](super::LinkConfig::dead_after), by this node's clock and
 //!   while this node's own reads kept succeeding, is dead; so is a node that
-//!   serves members in the roster but has no key at all. Its members' leaves
+//!   serves members in the roster but has had no key at all for as long. (A
+//!   read that misses this node's own key counts as failed.) Its members' leaves
 //!   are published (each under the `Nats-Msg-Id` `x.<node>.<member>`, so
 //!   several survivors make one notice each), its names freed and its key
 //!   removed.
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::Operation;
+use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -101,6 +102,8 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // node -> (revision, when this node first saw that revision)
     let mut seen: HashMap<NodeId, (u64, Instant)> = HashMap::new();
+    // node -> when this node first found it serving members with no key
+    let mut missing: HashMap<NodeId, Instant> = HashMap::new();
     let mut last_read: Option<Instant> = None;
     let announces: Arc<Mutex<HashMap<NodeId, Announce>>> = Arc::default();
     loop {
@@ -109,7 +112,16 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
             return;
         }
         let beats = match timeout(hb.max(Duration::from_millis(500)) * 2, read_beats(&ctx)).await {
-            Ok(Ok(beats)) => beats,
+            // A read that misses this node's own key is not to be trusted:
+            // it counts as a failed read.
+            Ok(Ok(beats)) if beats.contains_key(&ctx.node) => beats,
+            Ok(Ok(_)) => {
+                log::debug!(
+                    "room {}: a heartbeat read missed this node",
+                    ctx.config.room
+                );
+                continue;
+            }
             Ok(Err(e)) => {
                 log::debug!("room {}: reading heartbeats failed: {e}", ctx.config.room);
                 continue;
@@ -124,8 +136,10 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
             for v in seen.values_mut() {
                 v.1 = now;
             }
+            for since in missing.values_mut() {
+                *since = now;
+            }
         }
-        seen.retain(|node, _| beats.contains_key(node));
         for (node, rev) in &beats {
             match seen.get(node) {
                 Some((r, _)) if r == rev => {}
@@ -134,24 +148,32 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
                 }
             }
         }
-        let mut dead: Vec<NodeId> = seen
-            .iter()
-            .filter(|(node, (_, since))| {
-                **node != ctx.node && now.duration_since(*since) >= ctx.config.dead_after
-            })
-            .map(|(node, _)| node.clone())
-            .collect();
         let (serving, applied) = {
             let st = ctx.state.lock();
             (st.roster.nodes(), st.applied)
         };
-        if unbroken {
-            dead.extend(
-                serving
-                    .into_iter()
-                    .filter(|n| *n != ctx.node && !beats.contains_key(n)),
-            );
+        // Nodes serving members with no key at all (removed, or aged out
+        // while no node was running) also get `dead_after` of unbroken
+        // reads before they count as dead.
+        missing.retain(|node, _| serving.contains(node) && !beats.contains_key(node));
+        for node in serving {
+            if node != ctx.node && !beats.contains_key(&node) && !seen.contains_key(&node) {
+                missing.entry(node).or_insert(now);
+            }
         }
+        let dead_after = ctx.config.dead_after;
+        // Announced and gone: forget them (a key that comes back is new).
+        seen.retain(|node, _| {
+            beats.contains_key(node)
+                || !matches!(announces.lock().get(node), Some(Announce::Done(_)))
+        });
+        let dead: Vec<NodeId> = seen
+            .iter()
+            .map(|(node, (_, since))| (node, since))
+            .chain(missing.iter())
+            .filter(|(node, since)| **node != ctx.node && now.duration_since(**since) >= dead_after)
+            .map(|(node, _)| node.clone())
+            .collect();
         for node in dead {
             {
                 let mut a = announces.lock();
@@ -177,12 +199,30 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
     }
 }
 
+/// Every key of a bucket, from one stream-info request (its subjects).
+///
+/// Not `Store::keys`: that reads through a consumer whose "all delivered"
+/// test can end early while keys are being rewritten, as heartbeats always
+/// are, and a node missing from a read must not look dead.
+async fn bucket_keys(store: &kv::Store) -> Result<Vec<String>, async_nats::Error> {
+    let mut subjects = store
+        .stream
+        .info_with_subjects(format!("{}>", store.prefix))
+        .await?;
+    let mut keys = Vec::new();
+    while let Some(item) = subjects.next().await {
+        let (subject, _) = item?;
+        if let Some(key) = subject.strip_prefix(store.prefix.as_str()) {
+            keys.push(key.to_owned());
+        }
+    }
+    Ok(keys)
+}
+
 /// Every node's heartbeat revision.
 async fn read_beats(ctx: &Ctx) -> Result<HashMap<NodeId, u64>, async_nats::Error> {
-    let mut keys = ctx.nodes.keys().await?;
     let mut out = HashMap::new();
-    while let Some(key) = keys.next().await {
-        let key = key?;
+    for key in bucket_keys(&ctx.nodes).await? {
         let Some(node) = NodeId::parse(&key) else {
             continue;
         };
@@ -201,11 +241,18 @@ async fn read_beats(ctx: &Ctx) -> Result<HashMap<NodeId, u64>, async_nats::Error
 /// again.
 async fn announce(ctx: &Arc<Ctx>, node: &NodeId) -> Option<u64> {
     let members = ctx.state.lock().roster.members_of(node);
-    log::warn!(
-        "room {}: node {node} is dead; announcing its {} members",
-        ctx.config.room,
-        members.len()
-    );
+    if members.is_empty() {
+        log::debug!(
+            "room {}: node {node} is gone; freeing its names",
+            ctx.config.room
+        );
+    } else {
+        log::warn!(
+            "room {}: node {node} is dead; announcing its {} members",
+            ctx.config.room,
+            members.len()
+        );
+    }
     let mut last = 0;
     for m in members {
         let record = Record::Leave {
@@ -241,10 +288,8 @@ async fn announce(ctx: &Arc<Ctx>, node: &NodeId) -> Option<u64> {
 
 /// Deletes every name `node` holds (unless taken over meanwhile).
 async fn free_names(ctx: &Arc<Ctx>, node: &NodeId) -> Result<(), async_nats::Error> {
-    let mut keys = ctx.names.keys().await?;
     let mut held = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key?;
+    for key in bucket_keys(&ctx.names).await? {
         if let Some(entry) = ctx.names.entry(key.as_str()).await? {
             if entry.operation == Operation::Put
                 && claims::owner(&entry.value).is_some_and(|(n, _)| n == *node)

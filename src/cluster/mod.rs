@@ -82,8 +82,9 @@
 //! node that has had no answer from NATS for [`LinkConfig::give_up_after`]
 //! (5 s) considers itself dead: its sink gets [`LinkEvent::Fatal`] and it
 //! stops delivering. Every node polls the heartbeats; one whose key has not
-//! changed for [`LinkConfig::dead_after`] (7 s) of the poller's own clock,
-//! while the poller itself kept reaching NATS, is dead: the poller publishes
+//! changed (or that has had no key while it serves members) for
+//! [`LinkConfig::dead_after`] (7 s) of the poller's own clock, while the
+//! poller itself kept reading the heartbeats, is dead: the poller publishes
 //! a leave for each of its members, each with a `Nats-Msg-Id` made of the
 //! dead node and the member (the id that node's own leave would have used),
 //! so several survivors cause one notice each, then frees their names and
