@@ -448,6 +448,29 @@ fn a_killed_link_has_its_members_announced_once_within_10_s() {
 }
 
 #[test]
+fn a_link_started_after_a_crash_announces_the_dead_links_members() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut a = Node::start(config(&nats, "ghosts"));
+    a.join(1, "ana");
+    drop(a.link.take()); // killed, and nobody else was there to notice
+    let started = Instant::now();
+    let b = Node::start(config(&nats, "ghosts"));
+    let gone = b.wait_for("ana's leave", |e| match e {
+        LinkEvent::Left { member, reason, .. } => Some((member.name.to_string(), reason)),
+        _ => None,
+    });
+    assert_eq!(gone, ("ana".to_string(), LeaveReason::NodeDied));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    b.join(1, "Ana");
+}
+
+#[test]
 fn a_closed_link_says_goodbye_at_once() {
     let Some(nats) = NatsServer::start() else {
         return;
