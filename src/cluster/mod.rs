@@ -111,6 +111,7 @@ mod names;
 mod publisher;
 mod reader;
 mod roster;
+mod setup;
 mod wire;
 
 use std::time::Duration;
