@@ -165,13 +165,15 @@ if [[ "$NATS" == 1 ]]; then
 fi
 
 # One JSON line per run, in $OUT/<scenario>.<server>.<run>.json.
+# The servers take turns run by run, so that a busy moment of the machine
+# does not fall on one server's runs only.
 for sc in $SCENARIOS; do
-  for srv in $SERVERS; do
-    # The never-read scenarios speak the chat protocol only.
-    if [[ "$srv" == nats && ( "$sc" == F || "$sc" == G ) ]]; then
-      continue
-    fi
-    for run in $(seq "$RUNS"); do
+  for run in $(seq "$RUNS"); do
+    for srv in $SERVERS; do
+      # The never-read scenarios speak the chat protocol only.
+      if [[ "$srv" == nats && ( "$sc" == F || "$sc" == G ) ]]; then
+        continue
+      fi
       tag="$sc.$srv.$run"
       rm -f "$OUT/$tag.json"
       if ! start_server "$srv" "$tag.server" "$sc"; then
