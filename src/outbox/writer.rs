@@ -6,7 +6,7 @@
 //! re-key when a key fell below its bound, and to join or leave: a member
 //! that only gets private lines never takes it.
 
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -211,13 +211,15 @@ impl Outbox {
         let urgent = held.saturating_add(level).saturating_sub(counted_private);
         let cell = &at.cell;
         // A key that went up needs no more than a plain store: the log's
-        // bound stays under it. One that went down is stored, then the
-        // bound read, both sequentially consistent (the log does the
-        // converse), so that a bound the log puts above it is seen.
+        // bound stays under it. One that went down is stored, then (after a
+        // fence) the bound is read: the outbox's half of the store-then-load
+        // pair (see the room log's readers).
         let lowered = cut < cell.cut_key.load(Relaxed) || urgent < cell.urgent_key.load(Relaxed);
-        let ordering = if lowered { SeqCst } else { Release };
-        cell.cut_key.store(cut, ordering);
-        cell.urgent_key.store(urgent, ordering);
+        cell.cut_key.store(cut, Release);
+        cell.urgent_key.store(urgent, Release);
+        if lowered {
+            fence(SeqCst);
+        }
         let end = at.log.end();
         if urgent > end {
             state.urgent_told = false;

@@ -18,12 +18,14 @@
 //! or a short write, which lower the key a little, need not take the log's
 //! lock; an outbox whose key falls below its bound re-keys under the lock.
 //!
-//! The key and the bound are a store-then-load pair on each side (the
-//! outbox stores its key and loads the bound; the log stores the bound and
-//! loads the key), sequentially consistent: at least one side sees the
-//! other's write, so a bound is never left above its key.
+//! Key and bound are a store-then-load pair on each side, with a fence in
+//! between: an outbox that lowers its key stores it, then loads the bound
+//! (and re-keys if the key fell below it); the log stores a bound, then
+//! loads the key again (and lowers the bound if the key fell below it). At
+//! least one side sees the other's write, so a bound is never left above
+//! its key.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
 
 use super::{Fallout, LogCore, WakeKind};
@@ -62,6 +64,22 @@ pub(crate) struct ReaderCell {
 }
 
 impl ReaderCell {
+    /// Puts a bound `allowance` below the published `key` (see [`lower`]),
+    /// and keeps it under the key should the outbox lower the key meanwhile
+    /// (the log's half of the store-then-load pair). Returns the bound.
+    fn settle(key: &AtomicU64, bound: &AtomicU64, allowance: u64, floor: u64) -> u64 {
+        let mut at = lower(key.load(SeqCst), allowance, floor);
+        loop {
+            bound.store(at, SeqCst);
+            fence(SeqCst);
+            let now = key.load(SeqCst);
+            if now >= at {
+                return at;
+            }
+            at = lower(now, allowance, floor);
+        }
+    }
+
     /// A cell for a reader at `cursor` with these keys.
     pub(crate) fn new(cursor: u64, cut_key: u64, urgent_key: u64) -> Self {
         ReaderCell {
@@ -191,8 +209,8 @@ impl LogCore {
         };
         let cell = Arc::clone(reader.cell.as_ref().expect("a live reader has a cell"));
         let (cut_allowance, urgent_allowance) = (reader.cut_allowance, reader.urgent_allowance);
-        let cut = lower(cell.cut_key.load(SeqCst), cut_allowance, end);
-        let old = cell.cut_bound.swap(cut, SeqCst);
+        let old = cell.cut_bound.load(SeqCst);
+        let cut = ReaderCell::settle(&cell.cut_key, &cell.cut_bound, cut_allowance, end);
         if old != cut {
             if old != UNSET {
                 self.cut_order.remove(&(old, id.index));
@@ -203,7 +221,8 @@ impl LogCore {
         if old != UNSET {
             let urgent = lower(cell.urgent_key.load(SeqCst), urgent_allowance, end);
             if urgent < old {
-                cell.urgent_bound.store(urgent, SeqCst);
+                let urgent =
+                    ReaderCell::settle(&cell.urgent_key, &cell.urgent_bound, urgent_allowance, end);
                 self.urgent_order.remove(&(old, id.index));
                 self.urgent_order.insert((urgent, id.index));
             }
@@ -222,8 +241,12 @@ impl LogCore {
         if cell.urgent_bound.load(SeqCst) != UNSET || key <= end {
             return;
         }
-        let bound = lower(key, reader.urgent_allowance, end + 1);
-        cell.urgent_bound.store(bound, SeqCst);
+        let bound = ReaderCell::settle(
+            &cell.urgent_key,
+            &cell.urgent_bound,
+            reader.urgent_allowance,
+            end + 1,
+        );
         self.urgent_order.insert((bound, id.index));
     }
 
@@ -265,8 +288,8 @@ impl LogCore {
             let key = cell.cut_key.load(SeqCst);
             if key >= end {
                 // It has written since: its bound was low.
-                let bound = lower(key, reader.cut_allowance, end);
-                cell.cut_bound.store(bound, SeqCst);
+                let bound =
+                    ReaderCell::settle(&cell.cut_key, &cell.cut_bound, reader.cut_allowance, end);
                 self.cut_order.insert((bound, index));
                 continue;
             }
@@ -305,8 +328,12 @@ impl LogCore {
             let cell = reader.cell();
             let key = cell.urgent_key.load(SeqCst);
             if key > end {
-                let bound = lower(key, reader.urgent_allowance, end + 1);
-                cell.urgent_bound.store(bound, SeqCst);
+                let bound = ReaderCell::settle(
+                    &cell.urgent_key,
+                    &cell.urgent_bound,
+                    reader.urgent_allowance,
+                    end + 1,
+                );
                 self.urgent_order.insert((bound, index));
                 continue;
             }
