@@ -14,7 +14,8 @@ pub const DEFAULT_BATCH_PARTS: usize = 64;
 pub const DEFAULT_BATCH_BYTES: usize = 256 * 1024;
 /// Runs of the log shorter than this are copied into the batch's own
 /// buffer, back to back, rather than referred to one by one: a write of
-/// many short I/O vectors costs the kernel more than the copy.
+/// many short I/O vectors costs the kernel more than the copy (and a shared
+/// reference costs an atomic count each way).
 const SMALL: usize = 1024;
 /// The capacity the batch's own buffer is given at a time.
 const SCRATCH: usize = 16 * 1024;
@@ -27,9 +28,9 @@ pub(super) enum Source {
 }
 
 /// The bytes a writer is to send next for one outbox, gathered by
-/// [`Outbox::fill`](super::Outbox::fill): each part refers to the room
-/// log's shared memory or to a private line, except that short runs of the
-/// log are copied together into the batch's own (reused) buffer.
+/// [`Outbox::fill`](super::Outbox::fill): long runs of the room log are
+/// referred to in its shared memory; short runs of the log and private
+/// lines are copied together into the batch's own (reused) buffer.
 ///
 /// A writer writes the batch ([`WriteBatch::write_to`], one vectored write),
 /// then tells the outbox how many bytes went out with
@@ -60,10 +61,11 @@ pub struct WriteBatch {
     max_bytes: usize,
     /// The log reader the log parts were read for, if any.
     pub(super) reader: Option<ReaderId>,
-    /// Short runs of the log copied together; while `gathering`, the last
-    /// of them are not a part yet.
+    /// Short runs of the log, and private lines, copied together; while
+    /// `gathering` is set, the last of them are not a part yet (and come
+    /// from that source).
     scratch: BytesMut,
-    gathering: bool,
+    gathering: Option<Source>,
 }
 
 impl WriteBatch {
@@ -84,7 +86,7 @@ impl WriteBatch {
             max_bytes: max_bytes.max(1),
             reader: None,
             scratch: BytesMut::new(),
-            gathering: false,
+            gathering: None,
         }
     }
 
@@ -115,7 +117,7 @@ impl WriteBatch {
         self.len = 0;
         self.reader = None;
         self.scratch.clear();
-        self.gathering = false;
+        self.gathering = None;
     }
 
     /// Writes the batch with one vectored write (of at most
@@ -141,7 +143,7 @@ impl WriteBatch {
 
     /// How many more bytes the batch takes.
     pub(super) fn room(&self) -> usize {
-        if self.parts.len() + usize::from(self.gathering) >= self.max_parts {
+        if self.parts.len() + usize::from(self.gathering.is_some()) >= self.max_parts {
             0
         } else {
             self.max_bytes - self.len
@@ -151,48 +153,46 @@ impl WriteBatch {
     /// Pushes `range` of a run of the log: copied into the batch's buffer
     /// if it is short, referred to if not.
     pub(super) fn push_log(&mut self, run: &Bytes, range: std::ops::Range<usize>) {
-        let n = range.len();
-        if n == 0 {
-            return;
-        }
-        if n >= SMALL {
+        if range.len() >= SMALL {
             self.seal();
             self.push(run.slice(range), Source::Log);
+        } else {
+            self.copy(&run[range], Source::Log);
+        }
+    }
+
+    /// Pushes (a copy of a prefix of, within the batch's room) a run of
+    /// private lines; returns whether all of it went in.
+    pub(super) fn push_private(&mut self, run: &[u8]) -> bool {
+        let room = self.room();
+        let n = run.len().min(room);
+        self.copy(&run[..n], Source::Private);
+        n == run.len()
+    }
+
+    /// Copies `bytes` into the batch's buffer, after what is there.
+    fn copy(&mut self, bytes: &[u8], source: Source) {
+        if bytes.is_empty() {
             return;
         }
-        if self.scratch.capacity() - self.scratch.len() < n {
+        if self.gathering.is_some_and(|s| s != source) {
+            self.seal();
+        }
+        if self.scratch.capacity() - self.scratch.len() < bytes.len() {
             // Takes back the buffer's whole allocation once no part refers
             // to it any more.
-            self.scratch.reserve(SCRATCH.max(n));
+            self.scratch.reserve(SCRATCH.max(bytes.len()));
         }
-        self.scratch.extend_from_slice(&run[range]);
-        self.len += n;
-        self.gathering = true;
+        self.scratch.extend_from_slice(bytes);
+        self.len += bytes.len();
+        self.gathering = Some(source);
     }
 
-    /// Turns the short runs copied so far into a part.
+    /// Turns what was copied so far into a part.
     pub(super) fn seal(&mut self) {
-        if self.gathering {
-            self.gathering = false;
+        if let Some(source) = self.gathering.take() {
             self.parts.push(self.scratch.split().freeze());
-            self.sources.push(Source::Log);
-        }
-    }
-
-    /// Pushes (a prefix of, within the batch's room) a private line;
-    /// returns whether all of it went in.
-    pub(super) fn push_private(&mut self, bytes: &Bytes) -> bool {
-        let room = self.room();
-        if room == 0 {
-            return false;
-        }
-        self.seal();
-        if bytes.len() <= room {
-            self.push(bytes.clone(), Source::Private);
-            true
-        } else {
-            self.push(bytes.slice(..room), Source::Private);
-            false
+            self.sources.push(source);
         }
     }
 

@@ -1,34 +1,31 @@
 //! A member's private lines, each tagged with the room log's position when
 //! it was accepted.
 //!
-//! Lines pushed with the same tag are copied into one buffer, back to back;
-//! the buffer is frozen into a shared piece when a writer takes it, so a
-//! writer sends a run of private lines with one I/O vector.
+//! The lines are copied into one buffer, back to back, with a list of runs:
+//! consecutive lines with the same tag make one run. A writer copies what
+//! it sends into its batch (private lines are one member's only; nothing is
+//! gained by sharing them), and the queue drops what was written. An empty
+//! queue holds no buffer.
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 /// The capacity a fresh buffer starts with (it grows as lines come).
 const INITIAL_CAPACITY: usize = 512;
-/// The largest buffer allocated ahead of need.
-const MAX_CAPACITY: usize = 64 * 1024;
 
 #[derive(Default)]
 pub(super) struct PrivateQueue {
-    /// Frozen runs of lines: (tag, bytes), in order, tags not decreasing.
-    frozen: VecDeque<(u64, Bytes)>,
-    /// Lines not frozen yet, all tagged `tail_tag`.
-    tail: BytesMut,
-    tail_tag: u64,
-    /// Bytes queued in all.
-    len: usize,
+    /// Every queued byte, in order.
+    buf: BytesMut,
+    /// (tag, length) of each run of lines, in order, tags not decreasing.
+    runs: VecDeque<(u64, usize)>,
 }
 
 impl PrivateQueue {
     /// Bytes queued.
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.buf.len()
     }
 
     /// Queues a copy of `line`, tagged `tag` (not less than any tag queued).
@@ -36,64 +33,57 @@ impl PrivateQueue {
         if line.is_empty() {
             return;
         }
-        if !self.tail.is_empty() && self.tail_tag != tag {
-            self.freeze();
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(line.len().max(INITIAL_CAPACITY));
         }
-        if self.tail.capacity() - self.tail.len() < line.len() {
-            self.freeze();
-            let grown = (2 * self.tail.capacity()).clamp(INITIAL_CAPACITY, MAX_CAPACITY);
-            self.tail = BytesMut::with_capacity(line.len().max(grown));
-        }
-        self.tail_tag = tag;
-        self.tail.extend_from_slice(line);
-        self.len += line.len();
-    }
-
-    /// Freezes the lines not frozen yet, so that [`PrivateQueue::runs`]
-    /// sees every line.
-    pub(super) fn freeze(&mut self) {
-        if !self.tail.is_empty() {
-            self.frozen
-                .push_back((self.tail_tag, self.tail.split().freeze()));
+        self.buf.extend_from_slice(line);
+        match self.runs.back_mut() {
+            Some((last, len)) if *last == tag => *len += line.len(),
+            _ => self.runs.push_back((tag, line.len())),
         }
     }
 
-    /// The frozen runs, in order (call [`PrivateQueue::freeze`] first).
-    pub(super) fn runs(&self) -> impl Iterator<Item = &(u64, Bytes)> {
-        self.frozen.iter()
+    /// The runs, in order: each tag and its bytes.
+    pub(super) fn runs(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut at = 0;
+        self.runs.iter().map(move |&(tag, len)| {
+            let run = &self.buf[at..at + len];
+            at += len;
+            (tag, run)
+        })
     }
 
-    /// Drops the first `n` bytes (written by the writer; they are frozen).
-    pub(super) fn consume(&mut self, mut n: usize) {
-        n = n.min(self.len);
-        self.len -= n;
+    /// Drops the first `n` bytes (written by the writer).
+    pub(super) fn consume(&mut self, n: usize) {
+        let mut n = n.min(self.buf.len());
+        if n == self.buf.len() {
+            // An idle member holds no buffer.
+            self.buf = BytesMut::new();
+            self.runs.clear();
+            return;
+        }
+        self.buf.advance(n);
         while n > 0 {
-            let Some((_, front)) = self.frozen.front_mut() else {
-                // Only reached if the tail was not frozen: take from it.
-                self.tail.advance(n);
+            let Some((_, len)) = self.runs.front_mut() else {
                 break;
             };
-            if front.len() > n {
-                front.advance(n);
+            if *len > n {
+                *len -= n;
                 break;
             }
-            n -= front.len();
-            self.frozen.pop_front();
-        }
-        if self.len == 0 {
-            self.frozen.clear();
-            // An idle member holds no buffer.
-            self.tail = BytesMut::new();
+            n -= *len;
+            self.runs.pop_front();
         }
     }
 
     /// Tags every queued line `tag` (they are all due before anything
     /// tagged later).
     pub(super) fn retag(&mut self, tag: u64) {
-        for run in &mut self.frozen {
-            run.0 = tag;
+        let len = self.buf.len();
+        self.runs.clear();
+        if len > 0 {
+            self.runs.push_back((tag, len));
         }
-        self.tail_tag = tag;
     }
 
     /// Drops everything.
@@ -106,9 +96,8 @@ impl PrivateQueue {
 mod tests {
     use super::*;
 
-    fn contents(q: &mut PrivateQueue) -> Vec<(u64, Vec<u8>)> {
-        q.freeze();
-        q.runs().map(|(t, b)| (*t, b.to_vec())).collect()
+    fn contents(q: &PrivateQueue) -> Vec<(u64, Vec<u8>)> {
+        q.runs().map(|(t, b)| (t, b.to_vec())).collect()
     }
 
     #[test]
@@ -119,28 +108,22 @@ mod tests {
         q.push(7, b"c\n");
         assert_eq!(q.len(), 6);
         assert_eq!(
-            contents(&mut q),
+            contents(&q),
             [(3, b"a\nb\n".to_vec()), (7, b"c\n".to_vec())]
         );
         q.consume(3);
-        assert_eq!(
-            contents(&mut q),
-            [(3, b"\n".to_vec()), (7, b"c\n".to_vec())]
-        );
+        assert_eq!(contents(&q), [(3, b"\n".to_vec()), (7, b"c\n".to_vec())]);
         q.consume(3);
         assert_eq!(q.len(), 0);
-        assert_eq!(q.tail.capacity(), 0, "an empty queue holds no buffer");
+        assert_eq!(q.buf.capacity(), 0, "an empty queue holds no buffer");
     }
 
     #[test]
-    fn a_long_line_gets_a_buffer_of_its_own() {
+    fn retagging_makes_one_run() {
         let mut q = PrivateQueue::default();
-        let long = vec![b'x'; 100_000];
-        q.push(0, b"short\n");
-        q.push(0, &long);
-        assert_eq!(q.len(), 100_006);
-        let runs = contents(&mut q);
-        assert_eq!(runs.len(), 2);
-        assert_eq!(runs[1].1.len(), 100_000);
+        q.push(1, b"x\n");
+        q.push(2, b"y\n");
+        q.retag(0);
+        assert_eq!(contents(&q), [(0, b"x\ny\n".to_vec())]);
     }
 }

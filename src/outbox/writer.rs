@@ -35,7 +35,6 @@ impl Outbox {
                 self.mark_cut(state);
                 return OutboxState::Aborted;
             }
-            state.private.freeze();
             let State {
                 private,
                 reader,
@@ -68,7 +67,7 @@ impl Outbox {
                         batch.reader = Some(at.id);
                         let mut full = false;
                         for (tag, run) in private.runs() {
-                            let due = (*tag).max(pos).min(stop);
+                            let due = tag.max(pos).min(stop);
                             if due > pos {
                                 pos = log.read(pos, due, batch);
                                 if pos < due {
