@@ -20,6 +20,10 @@ pub(super) struct Attached {
     pub(super) stop: u64,
     /// Log bytes the writer holds (filled, not yet consumed).
     pub(super) taken: u64,
+    /// The highest cut key published since the outbox last fenced and read
+    /// its bounds: a key that falls less than the log's allowance below it
+    /// cannot fall below a bound.
+    pub(super) fence_ref: u64,
 }
 
 pub(super) struct State {

@@ -6,7 +6,7 @@
 //! re-key when a key fell below its bound, and to join or leave: a member
 //! that only gets private lines never takes it.
 
-use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
+use std::sync::atomic::{fence, Ordering::Release, Ordering::SeqCst};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -197,7 +197,7 @@ impl Outbox {
     pub(super) fn publish(&self, state: &mut State) {
         let counted_private = state.counted_private() as u64;
         let level = self.urgent_bytes() as u64;
-        let Some(at) = &state.reader else {
+        let Some(at) = &mut state.reader else {
             if counted_private < level {
                 state.urgent_told = false;
             }
@@ -210,13 +210,18 @@ impl Outbox {
         let urgent = held.saturating_add(level).saturating_sub(counted_private);
         let cell = &at.cell;
         // A key that went up needs no more than a plain store: the log's
-        // bound stays under it. One that went down is stored, then (after a
-        // fence) the bound is read: the outbox's half of the store-then-load
-        // pair (see the room log's readers).
-        let lowered = cut < cell.cut_key.load(Relaxed) || urgent < cell.urgent_key.load(Relaxed);
+        // bound stays under it. So does one that fell less than the log's
+        // allowance (an eighth of the urgent level, the smaller of its two)
+        // below every key published since the last check: the log puts a
+        // bound that far below a key it read. One that fell further is
+        // stored, then (after a fence) the bounds are read: the outbox's
+        // half of the store-then-load pair (see the room log's readers).
+        let slack = level / 8;
         cell.cut_key.store(cut, Release);
         cell.urgent_key.store(urgent, Release);
-        if lowered {
+        let check = cut.saturating_add(slack) < at.fence_ref;
+        at.fence_ref = if check { cut } else { at.fence_ref.max(cut) };
+        if check {
             fence(SeqCst);
         }
         let end = at.log.end();
@@ -225,7 +230,7 @@ impl Outbox {
         }
         let urgent_bound = cell.urgent_bound.load(SeqCst);
         let rearm = urgent_bound == UNSET && urgent > end && at.stop == u64::MAX;
-        let rekey = lowered && {
+        let rekey = check && {
             let cut_bound = cell.cut_bound.load(SeqCst);
             (cut_bound != UNSET && cut < cut_bound)
                 || (urgent_bound != UNSET && urgent < urgent_bound)
@@ -294,6 +299,7 @@ impl Outbox {
             cursor: end,
             stop: u64::MAX,
             taken: 0,
+            fence_ref: u64::MAX,
         });
         if let Some(at) = &state.reader {
             if state.waiting && first.is_empty() && !core.arm_next(at.id, end) {
