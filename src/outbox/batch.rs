@@ -120,11 +120,17 @@ impl WriteBatch {
         self.gathering = None;
     }
 
-    /// Writes the batch with one vectored write (of at most
-    /// [`DEFAULT_BATCH_PARTS`] parts at a time); returns the bytes written.
+    /// Writes the batch with one write (vectored if it has several parts,
+    /// at most [`DEFAULT_BATCH_PARTS`] of them at a time); returns the bytes
+    /// written.
     /// The batch is unchanged: pass that count to
     /// [`Outbox::consume`](super::Outbox::consume).
     pub fn write_to<W: Write + ?Sized>(&self, writer: &mut W) -> io::Result<usize> {
+        if let [part] = &self.parts[..] {
+            // One buffer: a plain write costs the kernel less than a
+            // vectored one.
+            return writer.write(part);
+        }
         let mut slices = [IoSlice::new(&[]); DEFAULT_BATCH_PARTS];
         let n = self.parts.len().min(DEFAULT_BATCH_PARTS);
         for (slice, part) in slices.iter_mut().zip(&self.parts) {

@@ -54,7 +54,6 @@ mod tests;
 mod writer;
 
 use std::fmt;
-use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,15 +193,6 @@ impl Outbox {
         let mut state = self.state.lock();
         if state.status != OutboxState::Open {
             return Push::Closed;
-        }
-        if state
-            .reader
-            .as_ref()
-            .is_some_and(|at| at.cell.cut.load(SeqCst))
-        {
-            // Cut by the room log: its abort is on the way.
-            self.abort_locked(state);
-            return Push::Overflow;
         }
         let exempt = reply && state.exempt == 0;
         // A private line is tagged with the log's end: it comes after all

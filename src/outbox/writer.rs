@@ -26,15 +26,6 @@ impl Outbox {
             if status == OutboxState::Aborted {
                 return status;
             }
-            if state
-                .reader
-                .as_ref()
-                .is_some_and(|at| at.cell.cut.load(SeqCst))
-            {
-                // Cut by the room log; the room aborts the outbox next.
-                self.mark_cut(state);
-                return OutboxState::Aborted;
-            }
             let State {
                 private,
                 reader,

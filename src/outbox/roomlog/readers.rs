@@ -42,8 +42,12 @@ pub(crate) struct ReaderId {
     generation: u32,
 }
 
-/// What a reader and the log share without the log's lock.
+/// What a reader and the log share without the log's lock. What the
+/// outbox writes all the time (its cursor and keys) is on one cache line,
+/// what the log writes now and then on another, so that reading the one
+/// does not wait for the other.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct ReaderCell {
     /// The log position of the next byte the reader writes.
     pub(crate) cursor: AtomicU64,
@@ -51,13 +55,12 @@ pub(crate) struct ReaderCell {
     pub(crate) cut_key: AtomicU64,
     /// The log end at which the counted backlog reaches the urgent level.
     pub(crate) urgent_key: AtomicU64,
+    _line: [u64; 5],
     /// The bounds it sits under in the log's sets ([`UNSET`]: not in it).
     pub(crate) cut_bound: AtomicU64,
     pub(crate) urgent_bound: AtomicU64,
     /// Armed to be woken by the next append.
     pub(crate) armed: AtomicBool,
-    /// Cut by the log: its outbox is about to be aborted.
-    pub(crate) cut: AtomicBool,
     /// It stopped reading (its member left, or its outbox is closing): if
     /// cut, there is no member to remove.
     pub(crate) stopped: AtomicBool,
@@ -86,10 +89,10 @@ impl ReaderCell {
             cursor: AtomicU64::new(cursor),
             cut_key: AtomicU64::new(cut_key),
             urgent_key: AtomicU64::new(urgent_key),
+            _line: [0; 5],
             cut_bound: AtomicU64::new(UNSET),
             urgent_bound: AtomicU64::new(UNSET),
             armed: AtomicBool::new(false),
-            cut: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         }
     }
@@ -294,7 +297,6 @@ impl LogCore {
                 continue;
             }
             cell.cut_bound.store(UNSET, SeqCst);
-            cell.cut.store(true, SeqCst);
             if cell.stopped.load(SeqCst) {
                 fallout.abort.push(reader.outbox.clone());
             } else {
