@@ -2,8 +2,10 @@
 
 use crate::churn::ChurnArgs;
 use crate::storm::StormArgs;
+use crate::transport::Transport;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Which wire protocol the server under test speaks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -87,6 +89,17 @@ pub struct Args {
     /// Wire protocol of the server.
     #[arg(long, value_enum, default_value_t = Proto::Chat)]
     pub proto: Proto,
+    /// Transport of the chat protocol (PROTOCOL.md, "Transports"): lines
+    /// over TCP or TLS, or WebSocket on /ws (one text message per line).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// TLS (tls, wss): trust only the certificates of this PEM file (the
+    /// server's --tls-cert, say); without it any certificate is accepted.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: the name the certificate must be for (default: the IP of --addr).
+    #[arg(long)]
+    pub tls_name: Option<String>,
     /// What the members do.
     #[arg(long, value_enum, default_value_t = Mode::Public)]
     pub mode: Mode,
@@ -156,6 +169,12 @@ impl Args {
         }
         if self.members == 0 {
             return Err("--members must be at least 1".into());
+        }
+        if self.transport != Transport::Tcp && self.proto != Proto::Chat {
+            return Err("--transport other than tcp needs --proto chat".into());
+        }
+        if !self.transport.is_tls() && (self.tls_ca.is_some() || self.tls_name.is_some()) {
+            return Err("--tls-ca and --tls-name need --transport tls or wss".into());
         }
         if matches!(self.mode, Mode::Idle | Mode::Storm) {
             self.senders = 0;

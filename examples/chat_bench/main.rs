@@ -35,6 +35,7 @@ mod sender;
 mod shared;
 mod stats;
 mod storm;
+mod transport;
 mod wait;
 
 use args::{Args, Mode};

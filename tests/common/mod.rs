@@ -21,6 +21,7 @@ pub mod client;
 pub mod layered;
 mod listeners;
 pub mod trust;
+mod wire;
 
 use std::fmt;
 use std::net::SocketAddr;
