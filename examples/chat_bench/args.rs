@@ -75,7 +75,8 @@ impl Mode {
     }
 }
 
-/// Load generator for chatcore's TCP server (and nats-server, for comparison).
+/// Load generator for chatcore's server, over TCP, TLS, WebSocket or
+/// WebSocket over TLS (and for nats-server, for comparison).
 ///
 /// Connects N members, lets S of them send, checks every delivery (lost,
 /// duplicated, misordered) and reports throughput, latency and, given
