@@ -207,9 +207,11 @@ async fn leave_by_quit(
         match timeout_at(deadline.into(), lb.fill(reader)).await {
             Ok(Ok(0)) => {
                 return match reader.close_code() {
-                    None | Some(1000) => Ok(()),
-                    Some(code) => Err(format!("closed with code {code} after QUIT, not 1000")),
-                }
+                    Some(code) if code != 1000 => {
+                        Err(format!("closed with code {code} after QUIT, not 1000"))
+                    }
+                    _ => Ok(()),
+                };
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(format!("read after QUIT: {e}")),

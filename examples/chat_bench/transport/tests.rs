@@ -1,16 +1,18 @@
-//! Each transport against a small local server on 127.0.0.1 port 0: a line
-//! echo over TCP or TLS, and a WebSocket server (tokio-tungstenite, over
-//! TCP or TLS) that turns each text message into a reply.
+//! Each transport against a small local server on 127.0.0.1 port 0, on a
+//! thread of its own: a line echo over TCP or TLS, and a tungstenite
+//! WebSocket server (over TCP or TLS) that answers text messages; and the
+//! frame codec on its own, fed one byte at a time.
 
 use super::*;
 use crate::linebuf::LineBuf;
 use clap::Parser;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::Message;
 
 /// Bound on every wait of these tests.
 const BOUND: Duration = Duration::from_secs(10);
@@ -31,8 +33,8 @@ async fn connect(args: &Args) -> Result<(Reader, Writer), String> {
         .expect("connect within the bound")
 }
 
-/// The next line the client reads, without its `\n`.
-async fn line(reader: &mut Reader, lb: &mut LineBuf) -> Option<String> {
+/// The next line the client reads, without its `\n`; `None` at the end.
+async fn line<R: AsyncRead + Unpin>(reader: &mut R, lb: &mut LineBuf) -> Option<String> {
     loop {
         if let Some(line) = lb.next_line() {
             return Some(String::from_utf8(line.to_vec()).expect("UTF-8"));
@@ -47,26 +49,21 @@ async fn line(reader: &mut Reader, lb: &mut LineBuf) -> Option<String> {
     }
 }
 
-/// What a test server does with each accepted stream.
-type Serve<S> = fn(S) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
 
-/// A server of one connection: TCP, or TLS with `tls` (see [`tls_server`]).
-async fn server(
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    serve_tcp: Serve<TcpStream>,
-    serve_tls: Serve<tokio_rustls::server::TlsStream<TcpStream>>,
-) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+/// A server of one connection on its own thread: TCP, or TLS with `tls`.
+fn server(tls: Option<Arc<rustls::ServerConfig>>, serve: fn(Box<dyn Duplex>)) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
+    std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        tcp.set_read_timeout(Some(BOUND)).expect("timeout");
         match tls {
-            None => serve_tcp(tcp).await,
-            // A client that refused the certificate ends it here.
-            Some(acceptor) => {
-                if let Ok(tls) = acceptor.accept(tcp).await {
-                    serve_tls(tls).await
-                }
+            None => serve(Box::new(tcp)),
+            Some(config) => {
+                let conn = rustls::ServerConnection::new(config).expect("TLS server");
+                serve(Box::new(rustls::StreamOwned::new(conn, tcp)))
             }
         }
     });
@@ -74,60 +71,66 @@ async fn server(
 }
 
 /// Line echo: each line back as `echo: <line>`.
-fn echo_lines<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
-    stream: S,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let (rd, mut wr) = tokio::io::split(stream);
-        let mut lines = BufReader::new(rd).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let reply = format!("echo: {line}\n");
-            if wr.write_all(reply.as_bytes()).await.is_err() || wr.flush().await.is_err() {
-                return;
-            }
+fn echo_lines(stream: Box<dyn Duplex>) {
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    while let Ok(n @ 1..) = stream.read_line(&mut line) {
+        let reply = format!("echo: {}\n", line[..n].trim_end());
+        line.clear();
+        let out = stream.get_mut();
+        if out.write_all(reply.as_bytes()).is_err() || out.flush().is_err() {
+            return;
         }
-    })
+    }
 }
 
-/// WebSocket chat stand-in: pings first, then answers each text message
-/// with `echo: <text>`; `QUIT` gets a close frame (1000); a pong from the
-/// client is reported as the text `pong: <payload>`.
-fn websocket<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
-    stream: S,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-            return;
+/// A WebSocket stand-in for the chat (tungstenite): a ping, then `NAME`;
+/// `QUIT` gets a close frame (1000), `long` 100,000 bytes, `fragments`
+/// one message in three frames, `binary` a binary message; any other text
+/// `echo: <text>`.
+fn websocket(stream: Box<dyn Duplex>) {
+    let Ok(mut ws) = tungstenite::accept(stream) else {
+        return;
+    };
+    let _ = ws.send(Message::Ping(b"ping".to_vec().into()));
+    let _ = ws.send(Message::text("NAME"));
+    while let Ok(message) = ws.read() {
+        let Message::Text(text) = message else {
+            continue;
         };
-        let _ = ws
-            .send(Message::Ping(b"are you there".to_vec().into()))
-            .await;
-        let _ = ws.send(Message::text("NAME")).await;
-        while let Some(Ok(message)) = ws.next().await {
-            let reply = match message {
-                Message::Text(text) if text.as_str() == "QUIT" => {
-                    let close = CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "".into(),
-                    };
-                    let _ = ws.close(Some(close)).await;
-                    return;
-                }
-                Message::Text(text) if text.as_str() == "long" => "x".repeat(100_000),
-                Message::Text(text) => format!("echo: {text}"),
-                Message::Pong(payload) => format!("pong: {}", String::from_utf8_lossy(&payload)),
-                _ => continue,
-            };
-            if ws.send(Message::text(reply)).await.is_err() {
+        let sent = match text.as_str() {
+            "QUIT" => {
+                let close = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = ws.close(Some(close));
+                while ws.read().is_ok() {}
                 return;
             }
+            "long" => ws.send(Message::text("x".repeat(100_000))),
+            "binary" => ws.send(Message::binary(b"bytes".to_vec())),
+            "fragments" => {
+                let parts = [
+                    Frame::message(b"one ".to_vec(), OpCode::Data(Data::Text), false),
+                    Frame::message(b"message".to_vec(), OpCode::Data(Data::Continue), false),
+                    Frame::message(b"!".to_vec(), OpCode::Data(Data::Continue), true),
+                ];
+                parts
+                    .into_iter()
+                    .try_for_each(|f| ws.send(Message::Frame(f)))
+            }
+            other => ws.send(Message::text(format!("echo: {other}"))),
+        };
+        if sent.is_err() {
+            return;
         }
-    })
+    }
 }
 
 #[tokio::test]
 async fn tcp_carries_lines_as_they_are() {
-    let addr = server(None, echo_lines, echo_lines).await;
+    let addr = server(None, echo_lines);
     let (mut reader, mut writer) = connect(&args(addr, "tcp", &[])).await.expect("connect");
     writer.write_all(b"one\ntwo\n").await.expect("write");
     let mut lb = LineBuf::new(8192);
@@ -144,25 +147,23 @@ async fn tcp_carries_lines_as_they_are() {
 
 #[tokio::test]
 async fn ws_sends_each_line_as_one_text_message_and_reads_messages_as_lines() {
-    let addr = server(None, websocket, websocket).await;
+    let addr = server(None, websocket);
     let (mut reader, mut writer) = connect(&args(addr, "ws", &[])).await.expect("connect");
     let mut lb = LineBuf::new(8192);
+    // The ping before it is skipped.
     assert_eq!(line(&mut reader, &mut lb).await.as_deref(), Some("NAME"));
     writer
-        .write_all(b"ana\nhello there\n")
+        .write_all(b"ana\nhello there\nfragments\n")
         .await
         .expect("write");
-    // The server pinged first: tungstenite answered it with the next read
-    // or write, and the server reports the pong as a line.
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(line(&mut reader, &mut lb).await.expect("a line"));
-    }
-    got.sort();
     assert_eq!(
-        got,
-        ["echo: ana", "echo: hello there", "pong: are you there"]
+        line(&mut reader, &mut lb).await.as_deref(),
+        Some("echo: ana")
     );
+    let hello = line(&mut reader, &mut lb).await;
+    assert_eq!(hello.as_deref(), Some("echo: hello there"));
+    let fragments = line(&mut reader, &mut lb).await;
+    assert_eq!(fragments.as_deref(), Some("one message!"));
     writer.write_all(b"QUIT\n").await.expect("write");
     assert_eq!(
         line(&mut reader, &mut lb).await,
@@ -174,7 +175,7 @@ async fn ws_sends_each_line_as_one_text_message_and_reads_messages_as_lines() {
 
 #[tokio::test]
 async fn a_ws_message_longer_than_the_read_buffer_comes_out_whole() {
-    let addr = server(None, websocket, websocket).await;
+    let addr = server(None, websocket);
     let (mut reader, mut writer) = connect(&args(addr, "ws", &[])).await.expect("connect");
     writer.write_all(b"long\n").await.expect("write");
     // Read in 4 KiB pieces: the message is 100,000 bytes and a `\n`.
@@ -188,10 +189,85 @@ async fn a_ws_message_longer_than_the_read_buffer_comes_out_whole() {
         assert!(n > 0, "the stream ended early");
         text.extend_from_slice(&piece[..n]);
     }
-    // The answer to the server's ping may come back as a line first.
     let text = String::from_utf8(text).expect("UTF-8");
-    let text = text.replace("pong: are you there\n", "");
     assert_eq!(text, format!("NAME\n{}\n", "x".repeat(100_000)));
+}
+
+#[tokio::test]
+async fn a_binary_message_is_an_error() {
+    let addr = server(None, websocket);
+    let (mut reader, mut writer) = connect(&args(addr, "ws", &[])).await.expect("connect");
+    let mut lb = LineBuf::new(8192);
+    assert_eq!(line(&mut reader, &mut lb).await.as_deref(), Some("NAME"));
+    writer.write_all(b"binary\n").await.expect("write");
+    let error = timeout(BOUND, lb.fill(&mut reader))
+        .await
+        .expect("within the bound")
+        .expect_err("a binary message");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+}
+
+/// Yields what it holds one byte per read.
+struct ByteByByte(Vec<u8>, usize);
+
+impl AsyncRead for ByteByByte {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(&byte) = self.0.get(self.1) {
+            buf.put_slice(&[byte]);
+            self.1 += 1;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn frames_split_anywhere_decode_to_the_same_lines() {
+    let long = "y".repeat(70_000);
+    let mut frames = Vec::new();
+    frames.extend_from_slice(&[0x89, 0x02, b'h', b'i']); // ping
+    frames.extend_from_slice(&[0x81, 0x01, b'a']);
+    frames.extend_from_slice(&[0x01, 0x01, b'b', 0x00, 0x00, 0x80, 0x01, b'c']);
+    frames.extend_from_slice(&[0x8a, 0x00]); // pong
+    frames.extend_from_slice(&[0x81, 126, 0x01, 0x2c]);
+    frames.extend_from_slice(&[b'z'; 300]);
+    frames.extend_from_slice(&[0x81, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
+    frames.extend_from_slice(long.as_bytes());
+    frames.extend_from_slice(&[0x81, 0x00]); // an empty line
+    frames.extend_from_slice(&[0x88, 0x02, 0x03, 0xe9]); // close, 1001
+    let mut reader = WsReader::new(ByteByByte(frames, 0), 256);
+    // ByteByByte never waits: reading to the end is bounded.
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text).await.expect("read");
+    let text = String::from_utf8(text).expect("UTF-8");
+    assert_eq!(text, format!("a\nbc\n{}\n{long}\n\n", "z".repeat(300)));
+    assert_eq!(reader.close_code, Some(1001));
+}
+
+#[tokio::test]
+async fn a_masked_frame_from_the_server_is_an_error() {
+    let frames = vec![0x81, 0x81, 1, 2, 3, 4, b'a' ^ 1];
+    let mut reader = WsReader::new(ByteByByte(frames, 0), 256);
+    let error = reader.read(&mut [0u8; 64]).await.expect_err("masked");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn text_frames_are_masked_as_rfc_6455_shows() {
+    // RFC 6455, section 5.7: a masked "Hello".
+    let mut out = Vec::new();
+    ws::put_text_frame(&mut out, b"Hello", [0x37, 0xfa, 0x21, 0x3d]);
+    let expected = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(out, expected);
+    out.clear();
+    ws::put_text_frame(&mut out, &[b'q'; 300], [0; 4]);
+    assert_eq!(out[..4], [0x81, 0x80 | 126, 0x01, 0x2c]);
+    assert_eq!(out.len(), 4 + 4 + 300);
 }
 
 #[test]
@@ -212,112 +288,4 @@ fn other_transports_need_the_chat_protocol_and_tls_flags_need_tls() {
 // rcgen and base64 (for the PEM of `--tls-ca`) come with chatcore's
 // `tls` and `websocket` features.
 #[cfg(all(feature = "tls", feature = "websocket"))]
-mod tls {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// A self-signed certificate for localhost and 127.0.0.1: the server's
-    /// configuration and the certificate's PEM.
-    fn certificate() -> (Arc<rustls::ServerConfig>, String) {
-        let made = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .expect("certificate");
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![made.cert.der().clone()], key)
-            .expect("server config");
-        (Arc::new(config), pem(made.cert.der()))
-    }
-
-    /// A certificate's PEM text.
-    fn pem(der: &[u8]) -> String {
-        use base64::Engine as _;
-        let text = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = text
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
-    }
-
-    /// Writes `pem` to a file of its own in the temporary directory.
-    fn pem_file(pem: &str) -> std::path::PathBuf {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("chat_bench-ca-{}-{n}.pem", std::process::id()));
-        std::fs::write(&path, pem).expect("write the PEM file");
-        path
-    }
-
-    #[tokio::test]
-    async fn tls_carries_lines_and_accepts_a_self_signed_certificate_by_default() {
-        let (config, _) = certificate();
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let addr = server(Some(acceptor), echo_lines, echo_lines).await;
-        let (mut reader, mut writer) = connect(&args(addr, "tls", &[])).await.expect("connect");
-        writer.write_all(b"over tls\n").await.expect("write");
-        let mut lb = LineBuf::new(8192);
-        assert_eq!(
-            line(&mut reader, &mut lb).await.as_deref(),
-            Some("echo: over tls")
-        );
-    }
-
-    #[tokio::test]
-    async fn tls_ca_trusts_that_certificate_and_no_other() {
-        let (config, pem) = certificate();
-        let (_, other_pem) = certificate();
-        let (path, other) = (pem_file(&pem), pem_file(&other_pem));
-
-        let addr = server(Some(config.clone().into()), echo_lines, echo_lines).await;
-        let ca = path.to_str().expect("a UTF-8 path");
-        let (mut reader, mut writer) = connect(&args(addr, "tls", &["--tls-ca", ca]))
-            .await
-            .expect("connect");
-        writer.write_all(b"trusted\n").await.expect("write");
-        let mut lb = LineBuf::new(8192);
-        assert_eq!(
-            line(&mut reader, &mut lb).await.as_deref(),
-            Some("echo: trusted")
-        );
-
-        let addr = server(Some(config.into()), echo_lines, echo_lines).await;
-        let ca = other.to_str().expect("a UTF-8 path");
-        let refused = connect(&args(addr, "tls", &["--tls-ca", ca])).await;
-        let error = refused.err().expect("another certificate is refused");
-        assert!(error.starts_with("TLS handshake"), "{error}");
-        let _ = std::fs::remove_file(path);
-        let _ = std::fs::remove_file(other);
-    }
-
-    #[tokio::test]
-    async fn wss_is_websocket_over_tls() {
-        let (config, _) = certificate();
-        let addr = server(Some(config.into()), websocket, websocket).await;
-        let (mut reader, mut writer) = connect(&args(addr, "wss", &[])).await.expect("connect");
-        let mut lb = LineBuf::new(8192);
-        assert_eq!(line(&mut reader, &mut lb).await.as_deref(), Some("NAME"));
-        writer.write_all(b"QUIT\n").await.expect("write");
-        // The answer to the server's ping may come back as a line first.
-        let mut rest = Vec::new();
-        while let Some(line) = line(&mut reader, &mut lb).await {
-            rest.push(line);
-        }
-        assert!(
-            rest.is_empty() || rest == ["pong: are you there"],
-            "{rest:?}"
-        );
-        assert_eq!(reader.close_code(), Some(1000));
-    }
-}
+mod tls;
