@@ -10,6 +10,9 @@
 //!   `Server is shutting down.`, 1013 after `Server is full.`, 1008 after
 //!   `Timed out waiting for a name.`, else 1000 (so a cut slow consumer gets
 //!   1000, not 1008);
+//! - a refusal before the TLS or WebSocket handshake is done (`Server is
+//!   full.`, 1013) is lost: the harness closes the connection before the
+//!   handshake could finish, so tests of it need the real listeners;
 //! - only the TCP listener follows `io`: the others always run on threads.
 //!
 //! # Plugging in the real listeners
