@@ -45,6 +45,8 @@
 //!   WebSocket with the browser page (feature `websocket`).
 //! - [`server`]: [`Server`], [`ServerConfig`] and the [`Shutdown`] handle.
 //! - [`error`]: one error enum per layer, joined in [`Error`].
+//! - `cluster` (with the `nats` feature): one room across several servers,
+//!   through NATS JetStream.
 //!
 //! Dependencies point one way: `protocol` needs nothing; `outbox` and `room`
 //! need `protocol`; `session` needs `room`; `transport` needs none of them;
@@ -53,6 +55,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "nats")]
+pub mod cluster;
 pub mod error;
 pub mod outbox;
 pub mod protocol;
