@@ -2,13 +2,10 @@
 //! same room as a plain TCP member; and garbage on the TLS port.
 //!
 //! Until the event loops run layers, the TLS port is served by the threaded
-//! driver through the test-only blocking transport of `tests/browser`.
+//! driver through the test-only blocking transport of `tests/common/layered.rs`.
 #![cfg(feature = "tls")]
 
-#[path = "common/mod.rs"]
 mod common;
-#[path = "browser/layered.rs"]
-mod layered;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,8 +16,8 @@ use std::thread;
 use chatcore::transport::layer::Layer;
 use chatcore::transport::tls::{TlsCertificate, TlsLayer};
 use chatcore::{ChatRoom, Server, ServerConfig, Shutdown, TcpTransport};
+use common::layered::LayeredTransport;
 use common::{Client, TIMEOUT};
-use layered::LayeredTransport;
 
 /// A TCP and a TLS server sharing one room; stopped on drop.
 struct Servers {

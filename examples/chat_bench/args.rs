@@ -3,8 +3,10 @@
 use crate::churn::ChurnArgs;
 use crate::never_read::NeverReadArgs;
 use crate::storm::StormArgs;
+use crate::transport::Transport;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Which wire protocol the server under test speaks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,7 +82,8 @@ impl Mode {
     }
 }
 
-/// Load generator for chatcore's TCP server (and nats-server, for comparison).
+/// Load generator for chatcore's server, over TCP, TLS, WebSocket or
+/// WebSocket over TLS (and for nats-server, for comparison).
 ///
 /// Connects N members, lets S of them send, checks every delivery (lost,
 /// duplicated, misordered) and reports throughput, latency and, given
@@ -94,6 +97,17 @@ pub struct Args {
     /// Wire protocol of the server.
     #[arg(long, value_enum, default_value_t = Proto::Chat)]
     pub proto: Proto,
+    /// Transport of the chat protocol (PROTOCOL.md, "Transports"): lines
+    /// over TCP or TLS, or WebSocket on /ws (one text message per line).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// TLS (tls, wss): trust only the certificates of this PEM file (the
+    /// server's --tls-cert, say); without it any certificate is accepted.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: the name the certificate must be for (default: the IP of --addr).
+    #[arg(long)]
+    pub tls_name: Option<String>,
     /// What the members do.
     #[arg(long, value_enum, default_value_t = Mode::Public)]
     pub mode: Mode,
@@ -166,6 +180,12 @@ impl Args {
         if self.members == 0 {
             return Err("--members must be at least 1".into());
         }
+        if self.transport != Transport::Tcp && self.proto != Proto::Chat {
+            return Err("--transport other than tcp needs --proto chat".into());
+        }
+        if !self.transport.is_tls() && (self.tls_ca.is_some() || self.tls_name.is_some()) {
+            return Err("--tls-ca and --tls-name need --transport tls or wss".into());
+        }
         if matches!(self.mode, Mode::Idle | Mode::Storm | Mode::NeverRead) {
             self.senders = 0;
         }
@@ -222,6 +242,9 @@ impl Args {
         self.storm.validate(self.mode)?;
         if self.mode == Mode::NeverRead {
             self.never_read.validate(self.proto)?;
+            if self.transport != Transport::Tcp {
+                return Err("--mode never-read runs over --transport tcp only".into());
+            }
         }
         self.churn.validate(
             self.mode,

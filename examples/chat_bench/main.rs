@@ -1,4 +1,4 @@
-//! chat_bench: the load generator for chatcore's TCP server.
+//! chat_bench: the load generator for chatcore's server.
 //!
 //! It connects N members, lets S of them send stamped messages (public lines
 //! or whispers, paced or flat out within a window), checks every delivery for
@@ -6,6 +6,9 @@
 //! server's CPU time and memory. `--proto nats` runs the same scenario against
 //! nats-server for comparison. It speaks only the wire protocol (it does not
 //! use the chatcore library) and only ever connects to loopback addresses.
+//!
+//! `--transport tls|ws|wss` speaks the chat protocol over TLS, WebSocket or
+//! WebSocket over TLS instead of plain TCP, in every mode; see [`transport`].
 //!
 //! Phases, each bounded in time: connect (every member joins), settle (chat:
 //! every join announcement arrives), run (senders send, or members hold in
@@ -38,6 +41,7 @@ mod sender;
 mod shared;
 mod stats;
 mod storm;
+mod transport;
 mod wait;
 
 use args::{Args, Mode};

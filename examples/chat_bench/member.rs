@@ -7,18 +7,16 @@ use crate::proto::{self, Event};
 use crate::sender;
 use crate::shared::Shared;
 use crate::stats::{self, lock, LatencyRun, MemberStats};
+use crate::transport::{self, Reader};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 /// The write half, shared by the sender task and the reader (NATS `PONG`).
-/// It must stay alive until the end: dropping it half-closes the connection,
-/// which a chat server takes as leaving.
-pub type Writer = Arc<Mutex<OwnedWriteHalf>>;
+/// It must stay alive until the end: dropping it half-closes a TCP
+/// connection, which a chat server takes as leaving.
+pub type Writer = Arc<Mutex<transport::Writer>>;
 
 /// Runs member `idx`: joins, then reads until the connection ends. The
 /// orchestrator aborts the task to stop it, so what the member saw lives in
@@ -59,20 +57,15 @@ pub async fn run(
     shared.live[idx].closed.store(true, Relaxed);
 }
 
-/// Connects and completes the protocol's handshake. Returns the halves and
-/// the read buffer, which may already hold lines that follow the handshake.
+/// Connects (over `--transport`) and completes the protocol's handshake.
+/// Returns the halves and the read buffer, which may already hold lines
+/// that follow the handshake.
 async fn join(
     shared: &Shared,
     idx: usize,
     stats: &StdMutex<MemberStats>,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, LineBuf), String> {
-    let stream = TcpStream::connect(shared.args.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("nodelay: {e}"))?;
-    let (mut rd, mut wr) = stream.into_split();
+) -> Result<(Reader, transport::Writer, LineBuf), String> {
+    let (mut rd, mut wr) = shared.connector.connect(&mut None).await?;
     let mut lb = LineBuf::new(shared.args.read_buf_bytes());
     let args = &shared.args;
     let (greeting, reply, done): (&[u8], Vec<u8>, Vec<u8>) = match args.proto {
@@ -190,7 +183,7 @@ impl Acks {
 async fn read_loop(
     shared: &Shared,
     idx: usize,
-    mut rd: OwnedReadHalf,
+    mut rd: Reader,
     wr: &Writer,
     mut lb: LineBuf,
     stats: &StdMutex<MemberStats>,

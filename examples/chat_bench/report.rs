@@ -20,6 +20,7 @@ pub struct ProcTrace {
 #[derive(Debug, Default)]
 pub struct Report {
     pub proto: &'static str,
+    pub transport: &'static str,
     pub mode: &'static str,
     pub members: usize,
     pub senders: usize,
@@ -87,6 +88,7 @@ impl Report {
     pub fn new(args: &Args) -> Self {
         Report {
             proto: args.proto.name(),
+            transport: args.transport.name(),
             mode: args.mode.name(),
             members: args.members,
             senders: args.senders,
@@ -185,8 +187,9 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "chat_bench: {} {} | {} members, {} senders, {}, {} B payload, {} s, {} loader threads",
+            "chat_bench: {} over {} {} | {} members, {} senders, {}, {} B payload, {} s, {} loader threads",
             self.proto,
+            self.transport,
             self.mode,
             self.members,
             self.senders,
@@ -320,6 +323,7 @@ impl Report {
     pub fn json(&self) -> String {
         let mut j = Json::default();
         j.str("proto", self.proto);
+        j.str("transport", self.transport);
         j.str("mode", self.mode);
         j.num("members", self.members as f64);
         j.num("senders", self.senders as f64);

@@ -8,6 +8,7 @@ use crate::procfs;
 use crate::report::{ProcTrace, Report};
 use crate::shared::{Phase, Shared};
 use crate::stats::{self, MemberStats, Totals};
+use crate::transport::Connector;
 use crate::wait::{secs, wait_for_count, wait_until};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,8 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let loader_before = procfs::sample(None)?;
 
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
-    let shared = Arc::new(Shared::new(args, phase_rx));
+    let connector = Connector::new(&args)?;
+    let shared = Arc::new(Shared::new(args, connector, phase_rx));
     let args = &shared.args;
     let n = args.members;
 

@@ -8,7 +8,6 @@ use crate::shared::{Phase, Shared};
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, timeout_at};
 
 /// Most messages written in one call when paced and behind schedule.

@@ -2,6 +2,7 @@
 //! the senders' flow-control windows, and the phase signals.
 
 use crate::args::{Args, Mode};
+use crate::transport::Connector;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -64,10 +65,12 @@ pub struct Shared {
     pub progress: Notify,
     pub first_error: Mutex<Option<String>>,
     pub phase: watch::Receiver<Phase>,
+    /// Opens the members' connections over `--transport`.
+    pub connector: Connector,
 }
 
 impl Shared {
-    pub fn new(args: Args, phase: watch::Receiver<Phase>) -> Self {
+    pub fn new(args: Args, connector: Connector, phase: watch::Receiver<Phase>) -> Self {
         let window = if args.flat_out() { args.window } else { 0 };
         Shared {
             t0: Instant::now(),
@@ -100,6 +103,7 @@ impl Shared {
             progress: Notify::new(),
             first_error: Mutex::new(None),
             phase,
+            connector,
             args,
         }
     }

@@ -8,12 +8,11 @@
 //! directory to keep screenshots of the page.
 //!
 //! Until the event loops run layers, the page is served by the threaded
-//! driver through a test-only blocking transport (`layered.rs`).
+//! driver through a test-only blocking transport (`tests/common/layered.rs`).
 #![cfg(all(feature = "tls", feature = "websocket"))]
 
 #[path = "../common/mod.rs"]
 mod common;
-mod layered;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,8 +24,8 @@ use chatcore::transport::layer::{Layer, Stack};
 use chatcore::transport::tls::{TlsCertificate, TlsLayer};
 use chatcore::transport::ws::WsLayer;
 use chatcore::{ChatRoom, Server, ServerConfig, TcpTransport};
+use common::layered::{LayeredTransport, MakeLayer};
 use common::{Client, TIMEOUT};
-use layered::{LayeredTransport, MakeLayer};
 
 /// What the page showed, as `chat.mjs` printed it.
 #[derive(Debug, Default)]

@@ -1,17 +1,39 @@
 //! Shared harness for the integration tests: a server on 127.0.0.1 port 0
-//! in this process, and line-oriented TCP clients whose every wait is
-//! bounded.
+//! in this process, and chat clients whose every wait is bounded, over
+//! each transport ([`Kind`]): lines over TCP or TLS, WebSocket, WebSocket
+//! over TLS.
+//!
+//! A test runs over every transport the way it runs over both drivers:
+//!
+//! ```ignore
+//! for &io in IO_MODES {
+//!     for &kind in TRANSPORTS {
+//!         let server = TestServer::with_transports(io, ServerConfig::default());
+//!         let mut ana = server.join_over(kind, "ana");
+//!         ana.send_line("QUIT");
+//!         ana.expect_closed_with(1000);
+//!     }
+//! }
+//! ```
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown as Direction, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod client;
+pub mod layered;
+mod listeners;
+pub mod trust;
+mod wire;
+
+use std::fmt;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chatcore::{ChatRoom, Server, ServerConfig, ServerError, Shutdown, TcpTransport};
+
+pub use client::Client;
+pub use trust::Trust;
 
 /// The longest any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,12 +50,93 @@ pub enum Io {
 /// Every I/O mode; each protocol test runs over all of them.
 pub const IO_MODES: &[Io] = &[Io::Threads, Io::Events];
 
-/// A server running on its own thread, stopped on drop.
+/// A transport a client speaks and a server listens on (PROTOCOL.md,
+/// "Transports").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Lines over TCP.
+    Tcp,
+    /// Lines over TLS.
+    Tls,
+    /// WebSocket: one text message per line.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl Kind {
+    /// The name PROTOCOL.md and `chat_bench --transport` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Tls => "tls",
+            Kind::Ws => "ws",
+            Kind::Wss => "wss",
+        }
+    }
+
+    /// Whether TLS is under the chat (`tls`, `wss`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Wss)
+    }
+
+    /// Whether lines travel as WebSocket messages (`ws`, `wss`).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Kind::Ws | Kind::Wss)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every transport this build serves; a test that holds over TCP runs over
+/// all of them, the way it runs over [`IO_MODES`].
+pub const TRANSPORTS: &[Kind] = &[
+    Kind::Tcp,
+    #[cfg(feature = "tls")]
+    Kind::Tls,
+    #[cfg(feature = "websocket")]
+    Kind::Ws,
+    #[cfg(all(feature = "tls", feature = "websocket"))]
+    Kind::Wss,
+];
+
+/// The transports whose lines are a byte stream (`\n`-terminated), where
+/// raw bytes, split lines and half-closes mean what they mean over TCP.
+pub const LINE_TRANSPORTS: &[Kind] = &[
+    Kind::Tcp,
+    #[cfg(feature = "tls")]
+    Kind::Tls,
+];
+
+/// The WebSocket transports, for close codes, pings and frames.
+pub const WEBSOCKET_TRANSPORTS: &[Kind] = &[
+    #[cfg(feature = "websocket")]
+    Kind::Ws,
+    #[cfg(all(feature = "tls", feature = "websocket"))]
+    Kind::Wss,
+];
+
+/// A server running on its own thread(s), stopped on drop.
+///
+/// [`TestServer::start`] and its siblings listen on TCP only;
+/// [`TestServer::with_transports`] also on TLS, WS and WSS (see
+/// `listeners.rs` for how those are served today, and how a server with
+/// listeners of its own plugs in).
 pub struct TestServer {
+    /// The TCP listener's address.
     pub addr: SocketAddr,
     pub room: Arc<ChatRoom>,
-    shutdown: Shutdown,
-    stopped: Option<mpsc::Receiver<Result<(), ServerError>>>,
+    /// Every listener, TCP first.
+    listeners: Vec<(Kind, SocketAddr)>,
+    /// How TLS clients trust this server.
+    trust: Trust,
+    shutdowns: Vec<Shutdown>,
+    /// One per server thread; empty once stopped.
+    stopped: Vec<mpsc::Receiver<Result<(), ServerError>>>,
 }
 
 impl TestServer {
@@ -65,28 +168,75 @@ impl TestServer {
         let addr = transport.local_addr();
         let server = Server::new(transport, config);
         let room = server.room().clone();
-        let shutdown = server.shutdown_handle();
+        let mut test_server = TestServer {
+            addr,
+            room,
+            listeners: vec![(Kind::Tcp, addr)],
+            trust: Trust::default(),
+            shutdowns: Vec::new(),
+            stopped: Vec::new(),
+        };
+        test_server.run_on_a_thread(server, run);
+        test_server
+    }
+
+    /// Runs `server` on its own thread; it stops with this test server.
+    fn run_on_a_thread<T: chatcore::Transport + Send + 'static>(
+        &mut self,
+        server: Server<T>,
+        run: impl FnOnce(Server<T>) -> Result<(), ServerError> + Send + 'static,
+    ) {
+        self.shutdowns.push(server.shutdown_handle());
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let _ = tx.send(run(server));
         });
-        TestServer {
-            addr,
-            room,
-            shutdown,
-            stopped: Some(rx),
+        self.stopped.push(rx);
+    }
+
+    /// The address of the listener for `kind`; fails the test if this
+    /// server has none.
+    pub fn addr_for(&self, kind: Kind) -> SocketAddr {
+        match self.listeners.iter().find(|(k, _)| *k == kind) {
+            Some((_, addr)) => *addr,
+            None => {
+                panic!("this test server has no {kind} listener (see TestServer::with_transports)")
+            }
         }
     }
 
-    /// A raw connection (the server's `NAME` is not read yet).
+    /// The transports this server listens on, TCP first.
+    pub fn kinds(&self) -> Vec<Kind> {
+        self.listeners.iter().map(|(k, _)| *k).collect()
+    }
+
+    /// How a TLS client trusts this server (its certificate, pinned).
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// A raw TCP connection (the server's `NAME` is not read yet).
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
 
-    /// A member who has joined as `name`; its own welcome and join lines
-    /// are read.
+    /// A raw connection over `kind` (the TLS and WebSocket handshakes are
+    /// done; `NAME` is not read yet).
+    pub fn connect_over(&self, kind: Kind) -> Client {
+        Client::connect_over(kind, self.addr_for(kind), &self.trust)
+    }
+
+    /// A TCP member who has joined as `name`; its own welcome and join
+    /// lines are read.
     pub fn join(&self, name: &str) -> Client {
-        let mut client = self.connect();
+        self.join_over(Kind::Tcp, name)
+    }
+
+    /// A member over `kind` who has joined as `name`; its own welcome and
+    /// join lines are read.
+    pub fn join_over(&self, kind: Kind, name: &str) -> Client {
+        let mut client = self.connect_over(kind);
+        client.name = format!("{name} ({kind})");
         client.expect("NAME");
         client.send_line(name);
         client.expect(&format!("Welcome to the chat, {name}!"));
@@ -97,15 +247,26 @@ impl TestServer {
 
     /// Begins the shutdown without waiting for it.
     pub fn trigger_shutdown(&self) {
-        self.shutdown.trigger();
+        for shutdown in &self.shutdowns {
+            shutdown.trigger();
+        }
     }
 
-    /// Shuts the server down and waits (bounded) for `run` to return.
+    /// Shuts the server down and waits (bounded) for `run` to return (for
+    /// every server thread; the first error is returned).
     pub fn stop(&mut self) -> Result<(), ServerError> {
-        self.shutdown.trigger();
-        let rx = self.stopped.take().expect("server already stopped");
-        rx.recv_timeout(TIMEOUT)
-            .expect("the server did not stop within the timeout")
+        self.trigger_shutdown();
+        assert!(!self.stopped.is_empty(), "server already stopped");
+        let mut result = Ok(());
+        for rx in self.stopped.drain(..) {
+            let ran = rx
+                .recv_timeout(TIMEOUT)
+                .expect("the server did not stop within the timeout");
+            if result.is_ok() {
+                result = ran;
+            }
+        }
+        result
     }
 
     /// Waits until the room has `n` members.
@@ -116,8 +277,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(rx) = self.stopped.take() {
+        self.trigger_shutdown();
+        for rx in self.stopped.drain(..) {
             let _ = rx.recv_timeout(TIMEOUT);
         }
     }
@@ -131,133 +292,5 @@ pub fn wait_until(mut condition: impl FnMut() -> bool, what: &str) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::yield_now();
         thread::park_timeout(Duration::from_millis(2));
-    }
-}
-
-/// A TCP chat client for tests.
-pub struct Client {
-    pub name: String,
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone"));
-        Client {
-            name: String::new(),
-            stream,
-            reader,
-        }
-    }
-
-    /// Sends raw bytes.
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send");
-    }
-
-    /// Sends one line, adding `\n`.
-    pub fn send_line(&mut self, line: &str) {
-        self.send(format!("{line}\n").as_bytes());
-    }
-
-    /// The next line (without `\n`), or `None` at end of stream. Fails the
-    /// test on timeout, on a `\r` or on invalid UTF-8.
-    pub fn next_line(&mut self) -> Option<String> {
-        let mut bytes = Vec::new();
-        match self.reader.read_until(b'\n', &mut bytes) {
-            Ok(0) => None,
-            Ok(_) => {
-                assert_eq!(
-                    bytes.pop(),
-                    Some(b'\n'),
-                    "{}: stream ended inside a line: {:?}",
-                    self.name,
-                    String::from_utf8_lossy(&bytes)
-                );
-                assert!(!bytes.contains(&b'\r'), "the server sent a \\r");
-                Some(String::from_utf8(bytes).expect("server lines are UTF-8"))
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                panic!("{}: no line within {TIMEOUT:?}", self.name)
-            }
-            // The protocol promises a clean close (every line, then FIN)
-            // wherever a test reads to the end: a reset would mean lines the
-            // client never got. Only a cut slow consumer may see one
-            // (`expect_cut`).
-            Err(e) => panic!("{}: read failed: {e}", self.name),
-        }
-    }
-
-    /// The next line; fails the test at end of stream.
-    pub fn line(&mut self) -> String {
-        match self.next_line() {
-            Some(line) => line,
-            None => panic!("{}: connection closed, a line was expected", self.name),
-        }
-    }
-
-    /// Reads the next line and checks it.
-    pub fn expect(&mut self, expected: &str) {
-        let line = self.line();
-        assert_eq!(line, expected, "{}: unexpected line", self.name);
-    }
-
-    /// Reads lines until one equals `expected`; returns those before it.
-    pub fn read_until(&mut self, expected: &str) -> Vec<String> {
-        let mut before = Vec::new();
-        loop {
-            let line = self.line();
-            if line == expected {
-                return before;
-            }
-            before.push(line);
-        }
-    }
-
-    /// Expects the server to close the connection (after no more lines).
-    pub fn expect_closed(&mut self) {
-        if let Some(line) = self.next_line() {
-            panic!("{}: expected the end of stream, got {line:?}", self.name);
-        }
-    }
-
-    /// Expects the connection to have been cut (a slow consumer): reads
-    /// what remains up to the end of the stream, which may come cleanly or
-    /// as a reset, and returns it. Fails the test on a timeout.
-    pub fn read_until_cut(&mut self) -> Vec<u8> {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("{}: expected the connection to be cut: {e}", self.name),
-        }
-        rest
-    }
-
-    /// Proves that nothing arrived before now: whispers a token to itself
-    /// and expects that to be the very next line.
-    pub fn expect_nothing_pending(&mut self) {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let token = format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        self.send_line(&format!("\\w {} {token}", self.name));
-        self.expect(&format!("priv({}): {token}", self.name));
-    }
-
-    /// Ends this client's input (a half-close); reading still works.
-    pub fn shutdown_write(&self) {
-        self.stream.shutdown(Direction::Write).expect("shutdown");
-    }
-
-    /// The underlying stream.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
     }
 }

@@ -7,11 +7,10 @@ use crate::linebuf::LineBuf;
 use crate::proto::{self, Event};
 use crate::shared::Shared;
 use crate::stats::{lock, MemberStats};
+use crate::transport::{Reader, Writer};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout_at};
 
 /// Bound on connecting and the handshake, up to the member's own join notice.
@@ -129,9 +128,11 @@ async fn stay_once(
 ) -> Result<(), String> {
     let args = &shared.args;
     let mut deadline = Instant::now() + HANDSHAKE;
-    let mut stream = match timeout_at(deadline.into(), TcpStream::connect(args.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
+    let mut connected = None;
+    let connecting = shared.connector.connect(&mut connected);
+    let (mut reader, mut writer) = match timeout_at(deadline.into(), connecting).await {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(e)) => return Err(e),
         Err(_) => return Err("connect timed out".into()),
     };
     let mut lb = LineBuf::new(args.read_buf_bytes());
@@ -147,7 +148,7 @@ async fn stay_once(
                 Stage::Name if line == b"NAME" => {
                     stage = Stage::Welcome;
                     let hello = format!("{name}\n");
-                    if let Err(e) = stream.write_all(hello.as_bytes()).await {
+                    if let Err(e) = writer.write_all(hello.as_bytes()).await {
                         return Err(format!("write name: {e}"));
                     }
                 }
@@ -164,7 +165,7 @@ async fn stay_once(
                 _ => check(shared, &mut st, line, stage == Stage::OwnJoin),
             }
         }
-        match timeout_at(deadline.into(), lb.fill(&mut stream)).await {
+        match timeout_at(deadline.into(), lb.fill(&mut reader)).await {
             Ok(Ok(0)) => break Err("the server closed the connection".to_owned()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => break Err(format!("read: {e}")),
@@ -174,10 +175,10 @@ async fn stay_once(
     };
     if result.is_ok() {
         if quit {
-            leave_by_quit(shared, &mut st, &mut stream, &mut lb).await?;
+            leave_by_quit(shared, &mut st, (&mut reader, &mut writer), &mut lb).await?;
             counters.quits.fetch_add(1, Relaxed);
         } else {
-            drop(stream);
+            drop((reader, writer));
             counters.closes.fetch_add(1, Relaxed);
         }
     }
@@ -186,14 +187,14 @@ async fn stay_once(
 }
 
 /// Sends `QUIT`, then reads (and checks) what was still queued until the
-/// server closes the connection.
+/// server closes the connection (over WebSocket, with close code 1000).
 async fn leave_by_quit(
     shared: &Shared,
     st: &mut MemberStats,
-    stream: &mut TcpStream,
+    (reader, writer): (&mut Reader, &mut Writer),
     lb: &mut LineBuf,
 ) -> Result<(), String> {
-    stream
+    writer
         .write_all(b"QUIT\n")
         .await
         .map_err(|e| format!("write QUIT: {e}"))?;
@@ -203,8 +204,15 @@ async fn leave_by_quit(
             st.lines += 1;
             check(shared, st, line, false);
         }
-        match timeout_at(deadline.into(), lb.fill(stream)).await {
-            Ok(Ok(0)) => return Ok(()),
+        match timeout_at(deadline.into(), lb.fill(reader)).await {
+            Ok(Ok(0)) => {
+                return match reader.close_code() {
+                    Some(code) if code != 1000 => {
+                        Err(format!("closed with code {code} after QUIT, not 1000"))
+                    }
+                    _ => Ok(()),
+                };
+            }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(format!("read after QUIT: {e}")),
             Err(_) => return Err("the server did not close the connection after QUIT".into()),

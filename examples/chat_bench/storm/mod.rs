@@ -12,19 +12,21 @@
 //! started is a straggler. Clients that get their reply then hold their
 //! connection, without reading and without joining (a chat client never
 //! sends a name), until every client is settled: the storm measures the
-//! server's accept path, not its joins (scenario D measures those).
+//! server's accept path, not its joins (scenario D measures those). Over
+//! TLS and WebSocket the reply comes after their handshakes, which the
+//! storm therefore measures too (the connect time is the TCP connect's).
 
 mod report;
 
 use crate::args::{Args, Mode, Proto};
 use crate::linebuf::LineBuf;
 use crate::procfs;
+use crate::transport::{Connector, Reader, Writer};
 use crate::wait::secs;
 use clap::Args as ClapArgs;
 pub use report::StormReport;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 
@@ -78,7 +80,7 @@ pub enum ClientOutcome {
         connected: Duration,
         replied: Duration,
         at: Instant,
-        stream: TcpStream,
+        conn: (Reader, Writer),
     },
     /// The connection failed or the server answered something else.
     Failed(String),
@@ -97,10 +99,11 @@ pub async fn run(args: Args) -> Result<StormReport, String> {
         None => Ok(None),
     };
     let server_before = sample()?;
+    let connector = Arc::new(Connector::new(&args)?);
 
     let t0 = Instant::now();
     let mut set: JoinSet<(usize, ClientOutcome)> = JoinSet::new();
-    let mut held: Vec<TcpStream> = Vec::with_capacity(n);
+    let mut held: Vec<(Reader, Writer)> = Vec::with_capacity(n);
     let mut last_deadline = t0;
     let mut started = 0;
     while started < n {
@@ -110,8 +113,8 @@ pub async fn run(args: Args) -> Result<StormReport, String> {
         let deadline = start + secs(st.storm_timeout);
         last_deadline = deadline;
         for _ in 0..count {
-            let (addr, proto) = (args.addr, args.proto);
-            set.spawn(async move { (b, client(addr, proto, start, deadline).await) });
+            let (connector, proto) = (connector.clone(), args.proto);
+            set.spawn(async move { (b, client(&connector, proto, start, deadline).await) });
         }
         started += count;
         if started >= n {
@@ -147,20 +150,20 @@ pub async fn run(args: Args) -> Result<StormReport, String> {
 
 /// One client: connect, wait for the server's first reply, until `deadline`.
 async fn client(
-    addr: std::net::SocketAddr,
+    connector: &Connector,
     proto: Proto,
     start: Instant,
     deadline: Instant,
 ) -> ClientOutcome {
     let mut connected = None;
-    match timeout_at(deadline.into(), handshake(addr, proto, &mut connected)).await {
-        Ok(Ok(stream)) => {
+    match timeout_at(deadline.into(), handshake(connector, proto, &mut connected)).await {
+        Ok(Ok(conn)) => {
             let at = Instant::now();
             ClientOutcome::Replied {
                 connected: connected.unwrap_or(at) - start,
                 replied: at - start,
                 at,
-                stream,
+                conn,
             }
         }
         Ok(Err(why)) => ClientOutcome::Failed(why),
@@ -173,27 +176,24 @@ async fn client(
 /// Connects and reads until the reply; sets `connected` once the TCP
 /// connect completes.
 async fn handshake(
-    addr: std::net::SocketAddr,
+    connector: &Connector,
     proto: Proto,
     connected: &mut Option<Instant>,
-) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    *connected = Some(Instant::now());
+) -> Result<(Reader, Writer), String> {
+    let (mut reader, mut writer) = connector.connect(connected).await?;
     let mut lb = LineBuf::new(READ_BUF);
     loop {
         while let Some(line) = lb.next_line() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             match proto {
-                Proto::Chat if line == b"NAME" => return Ok(stream),
+                Proto::Chat if line == b"NAME" => return Ok((reader, writer)),
                 Proto::Nats if line.starts_with(b"INFO ") => {
-                    stream
+                    writer
                         .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n")
                         .await
                         .map_err(|e| format!("write: {e}"))?;
                 }
-                Proto::Nats if line == b"PONG" => return Ok(stream),
+                Proto::Nats if line == b"PONG" => return Ok((reader, writer)),
                 Proto::Nats if line == b"+OK" || line == b"PING" => {}
                 _ => {
                     return Err(format!(
@@ -203,7 +203,7 @@ async fn handshake(
                 }
             }
         }
-        match lb.fill(&mut stream).await {
+        match lb.fill(&mut reader).await {
             Ok(0) => return Err("server closed the connection before its reply".into()),
             Ok(_) => {}
             Err(e) => return Err(format!("read: {e}")),

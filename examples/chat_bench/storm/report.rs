@@ -4,10 +4,10 @@ use super::ClientOutcome;
 use crate::args::Args;
 use crate::json::Json;
 use crate::procfs::ProcSample;
+use crate::transport::{Reader, Writer};
 use crate::Outcome;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::task::JoinError;
 
 /// One burst: when it started, clients still without an outcome, and when
@@ -22,6 +22,7 @@ struct Burst {
 #[derive(Default)]
 pub struct StormReport {
     proto: &'static str,
+    transport: &'static str,
     clients: usize,
     burst: usize,
     burst_wait: f64,
@@ -62,6 +63,7 @@ impl StormReport {
     pub fn new(args: &Args) -> Self {
         StormReport {
             proto: args.proto.name(),
+            transport: args.transport.name(),
             clients: args.members,
             burst: args.storm.burst,
             burst_wait: args.storm.burst_wait,
@@ -89,7 +91,7 @@ impl StormReport {
     pub fn note(
         &mut self,
         done: Result<(usize, ClientOutcome), JoinError>,
-        held: &mut Vec<TcpStream>,
+        held: &mut Vec<(Reader, Writer)>,
     ) {
         let (b, outcome) = match done {
             Ok(x) => x,
@@ -105,7 +107,7 @@ impl StormReport {
                 connected,
                 replied,
                 at,
-                stream,
+                conn,
             } => {
                 self.replied += 1;
                 self.reply_secs.push(replied.as_secs_f64());
@@ -114,7 +116,7 @@ impl StormReport {
                 if let Some(burst) = self.bursts.get_mut(b) {
                     burst.last_reply = Some(burst.last_reply.map_or(at, |l| l.max(at)));
                 }
-                held.push(stream);
+                held.push(conn);
             }
             ClientOutcome::Failed(why) => {
                 self.failed += 1;
@@ -180,9 +182,9 @@ impl Outcome for StormReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "chat_bench: {} storm | {} clients in bursts of {} (next burst once the last \
+            "chat_bench: {} over {} storm | {} clients in bursts of {} (next burst once the last \
              has its replies, at most {} s), straggler after {} s",
-            self.proto, self.clients, self.burst, self.burst_wait, self.timeout
+            self.proto, self.transport, self.clients, self.burst, self.burst_wait, self.timeout
         );
         let mut row = |k: &str, v: String| {
             let _ = writeln!(s, "  {k:<24} {v}");
@@ -259,6 +261,7 @@ impl Outcome for StormReport {
     fn json(&self) -> String {
         let mut j = Json::default();
         j.str("proto", self.proto);
+        j.str("transport", self.transport);
         j.str("mode", "storm");
         j.num("members", self.clients as f64);
         j.num("burst", self.burst as f64);
