@@ -15,11 +15,10 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 
 use chatcore::ServerConfig;
-use common::{wait_until, Io, TestServer, IO_MODES, TIMEOUT};
-use socket2::{Domain, Socket, Type};
+use common::{connect_never_reading, wait_until, Io, TestServer, IO_MODES, TIMEOUT};
 
 /// Members that never read.
 const NEVER_READERS: usize = 150;
@@ -33,21 +32,6 @@ const TEXT: usize = 1000;
 const AFTER_THE_CUT: usize = 1 << 20;
 /// A bound on the whole run: the never-reading members must be cut before.
 const AT_MOST: usize = 64 << 20;
-
-/// A member that never reads, with a small receive buffer, so that the
-/// server's writes to it stall almost at once.
-fn connect_never_reading(addr: SocketAddr, name: &str) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    #[cfg(unix)]
-    socket.set_tcp_mss(1024).expect("TCP_MAXSEG");
-    socket.connect(&addr.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
-    stream
-        .write_all(format!("{name}\n").as_bytes())
-        .expect("send the name");
-    stream
-}
 
 /// The text of the sender's line number `seq`.
 fn text(seq: usize) -> String {

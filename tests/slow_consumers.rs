@@ -24,10 +24,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use chatcore::ServerConfig;
-use common::{wait_until, TestServer, TIMEOUT};
+use common::{connect_never_reading, wait_until, TestServer, TIMEOUT};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Socket, Type};
 
 /// Members that never read.
 const NEVER_READERS: usize = 300;
@@ -51,22 +50,6 @@ const AT_MOST: u64 = 64 << 20;
 /// rest).
 fn connect(addr: SocketAddr, name: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .write_all(format!("{name}\n").as_bytes())
-        .expect("send the name");
-    stream
-}
-
-/// Connects a member that will never read. Its small receive buffer and
-/// segments keep what the kernels hold for it small too: the server's
-/// writes to it stall almost at once.
-fn connect_never_reading(addr: SocketAddr, name: &str) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    #[cfg(unix)]
-    socket.set_tcp_mss(1024).expect("TCP_MAXSEG");
-    socket.connect(&addr.into()).expect("connect");
-    let mut stream: TcpStream = socket.into();
     stream
         .write_all(format!("{name}\n").as_bytes())
         .expect("send the name");

@@ -24,13 +24,15 @@ pub mod trust;
 mod wire;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chatcore::{ChatRoom, Server, ServerConfig, ServerError, Shutdown, TcpTransport};
+use socket2::{Domain, Socket, Type};
 
 pub use client::Client;
 pub use trust::Trust;
@@ -293,4 +295,21 @@ pub fn wait_until(mut condition: impl FnMut() -> bool, what: &str) {
         thread::yield_now();
         thread::park_timeout(Duration::from_millis(2));
     }
+}
+
+/// Connects a member that will never read, and sends its name (the
+/// server's lines are never read). Its small receive buffer and segments
+/// keep what the kernels hold for it small too: the server's writes to it
+/// stall almost at once.
+pub fn connect_never_reading(addr: SocketAddr, name: &str) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    #[cfg(unix)]
+    socket.set_tcp_mss(1024).expect("TCP_MAXSEG");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream
+        .write_all(format!("{name}\n").as_bytes())
+        .expect("send the name");
+    stream
 }

@@ -216,7 +216,7 @@ fn char_len(lead: u8) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A masked client frame, as a browser sends it.
