@@ -227,18 +227,8 @@ async fn read_loop(
                                 acks.add(s.sender as usize, idx);
                             }
                         }
-                        Event::Join => {
-                            st.joins += 1;
-                            if let Some(n) = &mut st.notices {
-                                n.joined(line);
-                            }
-                        }
-                        Event::Leave => {
-                            st.leaves += 1;
-                            if let Some(n) = &mut st.notices {
-                                n.left(line);
-                            }
-                        }
+                        Event::Join => st.note_join(line),
+                        Event::Leave => st.note_leave(line),
                         Event::Ping => pongs += 1,
                         Event::Frame | Event::Pong => {}
                         Event::Other => st.note_other(line),

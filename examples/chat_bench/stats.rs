@@ -167,6 +167,22 @@ impl MemberStats {
         self.last_seq.get(sender).copied().unwrap_or(0)
     }
 
+    /// Counts a join notice, and checks it when notices are checked.
+    pub fn note_join(&mut self, line: &[u8]) {
+        self.joins += 1;
+        if let Some(n) = &mut self.notices {
+            n.joined(line);
+        }
+    }
+
+    /// Counts a leave notice, and checks it when notices are checked.
+    pub fn note_leave(&mut self, line: &[u8]) {
+        self.leaves += 1;
+        if let Some(n) = &mut self.notices {
+            n.left(line);
+        }
+    }
+
     /// Counts an unexpected line, keeping the first for the report.
     pub fn note_other(&mut self, line: &[u8]) {
         self.other += 1;

@@ -228,18 +228,8 @@ fn check(shared: &Shared, st: &mut MemberStats, line: &[u8], before_own_join: bo
         Event::Data(s) => {
             st.record(s, shared.now_ns());
         }
-        Event::Join => {
-            st.joins += 1;
-            if let Some(n) = &mut st.notices {
-                n.joined(line);
-            }
-        }
-        Event::Leave => {
-            st.leaves += 1;
-            if let Some(n) = &mut st.notices {
-                n.left(line);
-            }
-        }
+        Event::Join => st.note_join(line),
+        Event::Leave => st.note_leave(line),
         _ => st.note_other(line),
     }
 }
