@@ -157,6 +157,7 @@ impl Outbox {
                 private_out: 0,
                 taken_private: 0,
                 urgent_told: false,
+                last_line: None,
             }),
             changed: Condvar::new(),
             waker,
@@ -251,6 +252,7 @@ impl Outbox {
         state.exempt += last.len();
         state.exempt_end = state.private_in;
         state.status = OutboxState::Closing;
+        state.last_line = Some(last.into());
         self.publish(&mut state);
         drop(state);
         self.notify();
@@ -275,6 +277,13 @@ impl Outbox {
         state.waiting = false;
         drop(state);
         self.notify();
+    }
+
+    /// The final line it was closed with ([`Outbox::close_with`]; empty
+    /// after [`Outbox::close`]), once closed. A driver tells by it why the
+    /// connection ends (a WebSocket close code, say).
+    pub fn last_line(&self) -> Option<Box<[u8]>> {
+        self.state.lock().last_line.clone()
     }
 
     /// The outbox's state.

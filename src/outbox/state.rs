@@ -45,6 +45,8 @@ pub(super) struct State {
     /// The writer was told the backlog is urgent, and it has not gone back
     /// under the level since.
     pub(super) urgent_told: bool,
+    /// The final line given to [`Outbox::close_with`](super::Outbox::close_with), once closed.
+    pub(super) last_line: Option<Box<[u8]>>,
 }
 
 impl State {

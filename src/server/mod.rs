@@ -1,23 +1,28 @@
 //! The server: wires a transport into a room.
 
 mod accept;
+pub(crate) mod close;
 mod config;
 mod connections;
 mod event_loop;
+mod listener;
 mod loops;
 mod shutdown;
 mod threaded;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 pub use config::{ConfigError, ServerConfig, DEFAULT_MAX_CLIENTS, DEFAULT_NAME_TIMEOUT};
+pub use listener::{LayerFactory, Listener};
 pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
 use crate::room::ChatRoom;
-use crate::transport::Transport;
+use crate::transport::{TcpTransport, Transport};
 use accept::{accept_failed, Backoff};
 use connections::Connections;
 
@@ -54,6 +59,10 @@ pub struct Server<T: Transport> {
     config: ServerConfig,
     connections: Arc<Connections>,
     shutdown: Shutdown,
+    /// Listeners added with [`Server::add_listener`].
+    listeners: Vec<Listener>,
+    /// What shutdown wakes besides the transport: the added listeners.
+    wake_too: Arc<Mutex<Vec<Weak<TcpTransport>>>>,
 }
 
 impl<T: Transport> Server<T> {
@@ -69,12 +78,17 @@ impl<T: Transport> Server<T> {
         // Weak: a Shutdown handle may outlive the server, and must not keep
         // its listener open once `run` has returned.
         let waker = Arc::downgrade(&transport);
+        let wake_too: Arc<Mutex<Vec<Weak<TcpTransport>>>> = Arc::default();
+        let wake_listeners = wake_too.clone();
         let shutdown = Shutdown::new(
             room.clone(),
             connections.clone(),
             Box::new(move || {
                 if let Some(transport) = waker.upgrade() {
                     transport.wake();
+                }
+                for listener in wake_listeners.lock().iter().filter_map(Weak::upgrade) {
+                    listener.wake();
                 }
             }),
         );
@@ -84,7 +98,25 @@ impl<T: Transport> Server<T> {
             config,
             connections,
             shutdown,
+            listeners: Vec::new(),
+            wake_too,
         }
+    }
+
+    /// Serves `listener` too, in the same room with the same limits (the
+    /// client limit counts the connections of every listener together).
+    /// The event loops ([`Server::run_event_loops`]) run its layers on
+    /// their own threads; [`Server::run`] on each connection's threads.
+    pub fn add_listener(&mut self, listener: Listener) {
+        self.wake_too
+            .lock()
+            .push(Arc::downgrade(listener.shared_transport()));
+        self.listeners.push(listener);
+    }
+
+    /// The listeners added with [`Server::add_listener`], in that order.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
     }
 
     /// The room.
