@@ -22,8 +22,8 @@
 
 mod conn;
 mod handle;
+mod timers;
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::Shutdown as Direction;
 use std::sync::atomic::Ordering;
@@ -43,6 +43,7 @@ use super::connections::{Connections, Refusal};
 use super::LINGER;
 use conn::{Conn, Next, Phase, Scratch};
 use handle::{ConnWaker, Shared, WAKE};
+use timers::Timers;
 
 pub(crate) use handle::{Accepted, LoopHandle};
 
@@ -81,9 +82,9 @@ struct EventLoop {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     next_generation: u64,
-    /// (deadline, token, generation), in deadline order: all share one timeout.
-    name_deadlines: VecDeque<(Instant, usize, u64)>,
-    linger_deadlines: VecDeque<(Instant, usize, u64)>,
+    /// Name timeouts (from the TCP accept), and lingers.
+    name_deadlines: Timers,
+    linger_deadlines: Timers,
     /// Connections that still had input when their turn ended.
     read_again: Vec<usize>,
     /// Connections woken within the flush interval of their last flush, and
@@ -113,8 +114,8 @@ impl EventLoop {
             conns: Vec::new(),
             free: Vec::new(),
             next_generation: 0,
-            name_deadlines: VecDeque::new(),
-            linger_deadlines: VecDeque::new(),
+            name_deadlines: Timers::default(),
+            linger_deadlines: Timers::default(),
             read_again: Vec::new(),
             deferred: Vec::new(),
             deferred_due: None,
@@ -194,10 +195,9 @@ impl EventLoop {
         if !self.read_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = [self.name_deadlines.front(), self.linger_deadlines.front()]
+        let next = [self.name_deadlines.next(), self.linger_deadlines.next()]
             .into_iter()
             .flatten()
-            .map(|&(deadline, _, _)| deadline)
             .chain(self.deferred_due)
             .min()?;
         // Round up, so that the deadline has passed when poll returns.
@@ -288,7 +288,7 @@ impl EventLoop {
             now.checked_add(self.config.name_timeout),
             conn.has_deadline(),
         ) {
-            self.name_deadlines.push_back((deadline, token, generation));
+            self.name_deadlines.push(deadline, token, generation);
         }
         self.conns[token] = Some(conn);
         self.flush(token);
@@ -398,7 +398,7 @@ impl EventLoop {
         conn.phase = Phase::Lingering;
         let generation = conn.generation;
         self.linger_deadlines
-            .push_back((Instant::now() + LINGER, token, generation));
+            .push(Instant::now() + LINGER, token, generation);
         // The client may have closed already, with no event to come.
         self.read(token);
     }
@@ -427,11 +427,7 @@ impl EventLoop {
 
     fn expire_deadlines(&mut self) {
         let now = Instant::now();
-        while let Some(&(deadline, token, generation)) = self.name_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.name_deadlines.pop_front();
+        while let Some((token, generation)) = self.name_deadlines.pop_due(now) {
             if let Some(conn) = self.conn_mut(token) {
                 if conn.generation == generation {
                     conn.name_timed_out();
@@ -439,11 +435,7 @@ impl EventLoop {
                 }
             }
         }
-        while let Some(&(deadline, token, generation)) = self.linger_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.linger_deadlines.pop_front();
+        while let Some((token, generation)) = self.linger_deadlines.pop_due(now) {
             if self
                 .conn_mut(token)
                 .is_some_and(|conn| conn.generation == generation)
