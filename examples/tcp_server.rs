@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example tcp_server -- [--addr <host:port>] [--max-clients <n>]
 //!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
-//!     [--io events|threads] [--loops <n>] [--backlog <n>]
+//!     [--io events|threads] [--loops <n>] [--backlog <n>] [--history <n>]
 //! ```
 //!
 //! Prints `Server listening on <ip>:<port>` as its first line on standard
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chatcore::{Server, ServerConfig, TcpTransport};
+use chatcore::{ChatRoom, Server, ServerConfig, TcpTransport};
 use clap::{Parser, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -50,6 +50,9 @@ struct Args {
     /// not dropped.
     #[arg(long)]
     backlog: Option<u32>,
+    /// Public lines replayed to each newcomer, right after its welcome.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
 }
 
 /// How the server drives its connections.
@@ -130,7 +133,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = Server::new(transport, config);
+    let room = std::sync::Arc::new(ChatRoom::with_history(args.history));
+    let server = Server::with_room(transport, config, room);
 
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
