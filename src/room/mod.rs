@@ -11,8 +11,10 @@
 //! its leave notice follows in the room's order. Wake-ups, aborts and logging
 //! wait until the lock is released.
 
+mod backend;
 mod history;
 mod registry;
+mod relay;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,10 +27,20 @@ use crate::protocol::{name_key, validate_name, NameError, Reply};
 use history::History;
 use registry::{Aftermath, Member, Registry};
 
+pub use backend::{Claim, JoinTicket, Room, RoomBackend};
+pub use relay::Cut;
+
 /// Identifies a member of a room. Ids grow with each join and are never
 /// reused, so they also give the join order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MemberId(u64);
+pub struct MemberId(pub(crate) u64);
+
+impl MemberId {
+    /// The id as a number (unique in its room).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,6 +66,10 @@ pub enum JoinError {
     /// Nobody was told anything, and the name is still free.
     #[error("the new member's outbox did not take its welcome")]
     Undeliverable,
+    /// The room could not decide (a room across servers that cannot reach
+    /// the others in time); the name is not taken.
+    #[error("the room is unavailable")]
+    Unavailable,
 }
 
 /// Why a room operation other than a join failed.
@@ -69,6 +85,11 @@ pub enum RoomError {
     /// The room is closed: the server is shutting down.
     #[error("the room is closed")]
     Closed,
+    /// The room could not take this many of the member's lines (a room
+    /// across servers whose stream refused them): each gets the sender
+    /// `Message not sent: the room is unavailable.`
+    #[error("the room is unavailable: {0} lines not sent")]
+    Unavailable(usize),
 }
 
 /// A chat room: members with unique names, public and private messages.
@@ -133,6 +154,15 @@ impl ChatRoom {
             }),
             log: Arc::new(RoomLog::new(chunk_bytes)),
         }
+    }
+
+    /// An id that no member of this room has, nor will get from a join: for
+    /// a [`RoomBackend`] that names its members before they join.
+    pub fn reserve_id(&self) -> MemberId {
+        let mut registry = self.registry.write();
+        let id = MemberId(registry.next_id);
+        registry.next_id += 1;
+        id
     }
 
     /// How many public lines a newcomer is replayed at most (0: none).

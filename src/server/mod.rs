@@ -21,7 +21,7 @@ pub use listener::{LayerFactory, Listener};
 pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
-use crate::room::ChatRoom;
+use crate::room::{ChatRoom, Room};
 use crate::transport::{TcpTransport, Transport};
 use accept::{accept_failed, Backoff};
 use connections::Connections;
@@ -33,7 +33,9 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for aborted connections to go, past the grace.
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 
-/// A chat server: wires a [`Transport`] into a [`ChatRoom`].
+/// A chat server: wires a [`Transport`] into a [`ChatRoom`] (or into a
+/// [`Room`] served by a [`RoomBackend`](crate::room::RoomBackend), such as
+/// one room across several servers).
 ///
 /// [`Server::run`] serves any transport with a reader and a writer thread per
 /// connection. Over TCP, [`Server::run_event_loops`] serves every connection
@@ -55,7 +57,7 @@ const ABORT_WAIT: Duration = Duration::from_secs(1);
 /// ```
 pub struct Server<T: Transport> {
     transport: Arc<T>,
-    room: Arc<ChatRoom>,
+    room: Room,
     config: ServerConfig,
     connections: Arc<Connections>,
     shutdown: Shutdown,
@@ -71,8 +73,10 @@ impl<T: Transport> Server<T> {
         Self::with_room(transport, config, Arc::new(ChatRoom::new()))
     }
 
-    /// A server for an existing room (which it will close at shutdown).
-    pub fn with_room(transport: T, config: ServerConfig, room: Arc<ChatRoom>) -> Self {
+    /// A server for an existing room (which it will close at shutdown): an
+    /// `Arc<ChatRoom>`, or any [`Room`].
+    pub fn with_room(transport: T, config: ServerConfig, room: impl Into<Room>) -> Self {
+        let room = room.into();
         let transport = Arc::new(transport);
         let connections = Connections::new(config.max_clients);
         // Weak: a Shutdown handle may outlive the server, and must not keep
@@ -119,9 +123,10 @@ impl<T: Transport> Server<T> {
         &self.listeners
     }
 
-    /// The room.
+    /// The room of this server's members (for a [`Room`] with a back end,
+    /// its [`local`](Room::local) room).
     pub fn room(&self) -> &Arc<ChatRoom> {
-        &self.room
+        self.room.local()
     }
 
     /// The transport.

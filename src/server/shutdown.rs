@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::protocol::Reply;
-use crate::room::ChatRoom;
+use crate::room::Room;
 
 use super::connections::Connections;
 
 struct Inner {
     triggered: AtomicBool,
-    room: Arc<ChatRoom>,
+    room: Room,
     connections: Arc<Connections>,
     wake_accept: Box<dyn Fn() + Send + Sync>,
 }
@@ -30,7 +30,7 @@ pub struct Shutdown {
 
 impl Shutdown {
     pub(crate) fn new(
-        room: Arc<ChatRoom>,
+        room: Room,
         connections: Arc<Connections>,
         wake_accept: Box<dyn Fn() + Send + Sync>,
     ) -> Self {

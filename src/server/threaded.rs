@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::outbox::{Outbox, OutboxState, WriteBatch, DEFAULT_BATCH_PARTS};
 use crate::protocol::Reply;
-use crate::room::ChatRoom;
+use crate::room::Room;
 use crate::session::{Session, SessionState};
 use crate::transport::{is_timeout, Connection, ReadHalf, WriteHalf};
 
@@ -33,6 +33,9 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The most bytes one write takes: a writer blocked on a client that does
 /// not read holds on to what it was writing (the room log's chunks).
 const WRITE_BATCH: usize = 64 * 1024;
+/// How often a reader waiting for the room's answer to its name looks at
+/// its deadline.
+const ANSWER_TICK: Duration = Duration::from_millis(100);
 /// How often a blocked write looks whether its outbox was aborted.
 const WRITE_TICK: Duration = Duration::from_millis(250);
 /// At most this many threads saying `Server is full.` at once; past it, the
@@ -44,7 +47,7 @@ static REFUSERS: AtomicUsize = AtomicUsize::new(0);
 /// Starts serving one accepted connection on two threads.
 pub(crate) fn serve<C: Connection>(
     connection: C,
-    room: &Arc<ChatRoom>,
+    room: &Room,
     config: &ServerConfig,
     connections: &Arc<Connections>,
 ) {
@@ -114,16 +117,23 @@ fn read_loop<R: ReadHalf>(mut reader: R, mut session: Session, name_deadline: Op
     let mut timeout = None;
     while !session.is_closed() {
         let wanted = match (session.state(), name_deadline) {
-            (SessionState::Handshake, Some(name_deadline)) => {
+            (SessionState::Handshake | SessionState::Joining, Some(name_deadline)) => {
                 let left = name_deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     session.name_timed_out();
-                    break;
+                    continue;
                 }
                 Some(left)
             }
             _ => None,
         };
+        if session.is_waiting() {
+            // Nothing is read until the room answers the name (see
+            // `Session::resume`): `buf` holds one read at most.
+            session.wait_answer(wanted.map_or(ANSWER_TICK, |left| left.min(ANSWER_TICK)));
+            session.resume(&mut buf);
+            continue;
+        }
         if wanted != timeout {
             if let Err(error) = reader.set_read_timeout(wanted) {
                 log::debug!("read timeout not set: {error}");
@@ -299,6 +309,7 @@ impl Drop for DoneGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::ChatRoom;
 
     /// A writer that takes at most `step` bytes a call.
     struct Trickle {
