@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::outbox::OutboxState;
+use crate::protocol::NameError;
 
 fn outbox() -> Arc<Outbox> {
     Arc::new(Outbox::new(1 << 20))
