@@ -133,6 +133,12 @@ impl Listener {
     pub(crate) fn has_layers(&self) -> bool {
         self.layers.is_some()
     }
+
+    /// What makes the layers of a new connection (`None`: plain lines), for
+    /// a driver that makes them later, on another thread.
+    pub(crate) fn layer_factory(&self) -> Option<LayerFactory> {
+        self.layers.clone()
+    }
 }
 
 impl fmt::Debug for Listener {
