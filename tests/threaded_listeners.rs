@@ -311,6 +311,48 @@ fn a_handshake_that_never_finishes_is_closed_at_the_name_timeout() {
     ana.expect("ana: hi");
 }
 
+/// Sends `stream` one byte of a handshake that never ends every 50 ms
+/// until the server closes it; fails the test if it does not within
+/// [`TIMEOUT`].
+fn trickle_until_closed(stream: &mut TcpStream, byte: u8) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut chunk = [0; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => panic!(
+                "the server answered a handshake not done: {:?}",
+                &chunk[..n]
+            ),
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                if stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    panic!("a handshake trickling in was not closed at the name timeout");
+}
+
+#[test]
+fn a_handshake_trickling_in_is_closed_at_the_name_timeout() {
+    let timeout = Duration::from_millis(500);
+    let server = Running::start(ServerConfig::default().name_timeout(timeout));
+    // A TLS record header promising 16 KiB, then its bytes one at a time.
+    let mut tls = TcpStream::connect(server.tls).expect("connect");
+    tls.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00])
+        .expect("send");
+    trickle_until_closed(&mut tls, 0);
+    // An HTTP request head, one header byte at a time.
+    let mut ws = TcpStream::connect(server.ws).expect("connect");
+    ws.write_all(b"GET /ws HTTP/1.1\r\nX-Slow: ").expect("send");
+    trickle_until_closed(&mut ws, b'a');
+}
+
 #[test]
 fn a_stalled_handshake_does_not_stall_newcomers() {
     let server = Running::start(ServerConfig::default());

@@ -83,6 +83,7 @@ impl Connection for LayeredConnection {
             input: BytesMut::new(),
             plain: BytesMut::new(),
             timeout: None,
+            socket_timeout: None,
         };
         Ok((reader, LayeredWriter { shared }))
     }
@@ -323,6 +324,8 @@ pub(crate) struct LayeredReader {
     plain: BytesMut,
     /// Bounds each whole read (however many socket reads it takes).
     timeout: Option<Duration>,
+    /// The timeout set on the socket now.
+    socket_timeout: Option<Duration>,
 }
 
 impl LayeredReader {
@@ -346,7 +349,10 @@ impl LayeredReader {
             }
             None => None,
         };
-        self.socket.set_read_timeout(wait)?;
+        if wait != self.socket_timeout {
+            self.socket.set_read_timeout(wait)?;
+            self.socket_timeout = wait;
+        }
         let start = self.input.len();
         self.input.resize(start + READ_CHUNK, 0);
         let read = self.socket.read(&mut self.input[start..]);
