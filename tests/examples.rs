@@ -5,6 +5,9 @@
 //! process is killed when its test ends, passed or failed (`examples/process.rs`).
 
 mod common;
+#[cfg(all(feature = "tls", feature = "websocket"))]
+#[path = "examples/openssl.rs"]
+mod openssl;
 #[path = "examples/process.rs"]
 mod process;
 #[cfg(all(feature = "tls", feature = "websocket"))]

@@ -5,15 +5,16 @@
 //! `--ws-addr` and `--wss-addr`. Certificates for `--tls-cert` are made by
 //! `openssl req`, so that the files are what a user would have.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::common::{Client, Kind, Trust};
+use crate::openssl::{
+    fingerprint_of, make_certificate, path_str, s_client, served_certificate, TempDir,
+};
 use crate::process::{example, Proc, ServerProc};
 use crate::SERVER_IO;
 
@@ -28,142 +29,13 @@ const ALL_LISTENERS: &[&str] = &[
 ];
 
 // ---------------------------------------------------------------------------
-// Helpers: files, openssl
+// Helpers
 // ---------------------------------------------------------------------------
-
-/// A directory of this test's own under the system's temporary directory,
-/// removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("chatcore-examples-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `openssl` with `args` to its end (bounded), and returns its
-/// standard output; fails the test if it does not exit 0.
-fn openssl(args: &[&str]) -> String {
-    let mut command = Command::new("openssl");
-    command.args(args);
-    let mut proc = Proc::spawn(&format!("openssl {}", args[0]), command);
-    proc.close_stdin();
-    let mut out = String::new();
-    while let Some(line) = proc.next_line() {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let status = proc.wait_exit();
-    assert!(
-        status.success(),
-        "openssl {args:?}: {status}: {}",
-        proc.stderr()
-    );
-    out
-}
-
-/// A self-signed certificate for `localhost` and `127.0.0.1` and its key
-/// (ECDSA P-256), written by `openssl req` as `<stem>.crt` and `<stem>.key`.
-fn make_certificate(dir: &TempDir, stem: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.path(&format!("{stem}.crt"));
-    let key = dir.path(&format!("{stem}.key"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        path_str(&key),
-        "-out",
-        path_str(&cert),
-    ]);
-    (cert, key)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
-}
-
-/// The SHA-256 fingerprint `openssl x509` gives the PEM certificate(s) in
-/// `pem` (the first), as `AB:CD:...`.
-fn fingerprint_of(pem: &Path) -> String {
-    let out = openssl(&[
-        "x509",
-        "-in",
-        path_str(pem),
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-    ]);
-    let (_, hex) = out
-        .trim()
-        .split_once('=')
-        .unwrap_or_else(|| panic!("openssl x509 -fingerprint printed {out:?}"));
-    hex.to_ascii_uppercase()
-}
-
-/// The certificate the TLS server at `addr` presents, saved as PEM in `dir`
-/// (asked of `openssl s_client`, which verifies nothing here).
-fn served_certificate(dir: &TempDir, addr: SocketAddr) -> PathBuf {
-    let out = openssl(&[
-        "s_client",
-        "-connect",
-        &addr.to_string(),
-        "-servername",
-        "localhost",
-    ]);
-    let begin = out
-        .find("-----BEGIN CERTIFICATE-----")
-        .unwrap_or_else(|| panic!("no certificate in s_client's output:\n{out}"));
-    let end_marker = "-----END CERTIFICATE-----";
-    let end = out[begin..]
-        .find(end_marker)
-        .map(|i| begin + i + end_marker.len())
-        .expect("the certificate's end");
-    let path = dir.path("served.crt");
-    std::fs::write(&path, format!("{}\n", &out[begin..end])).expect("write the certificate");
-    path
-}
 
 /// The fingerprint in the server's log line about its certificate.
 fn logged_fingerprint(log: &str) -> Option<String> {
     let at = log.find("SHA-256 fingerprint ")? + "SHA-256 fingerprint ".len();
     Some(log[at..].chars().take(32 * 3 - 1).collect())
-}
-
-/// `openssl s_client` to the TLS listener at `addr` with extra `flags`:
-/// lines on its standard input and output, as a person would use it.
-fn s_client(addr: SocketAddr, flags: &[&str]) -> Proc {
-    let mut command = Command::new("openssl");
-    command
-        .args(["s_client", "-quiet", "-servername", "localhost", "-connect"])
-        .arg(addr.to_string())
-        .args(flags);
-    Proc::spawn("openssl s_client", command)
 }
 
 /// `ana` over `openssl s_client` (`openssl`) and `bob` over TCP chat:
