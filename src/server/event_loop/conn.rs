@@ -58,6 +58,9 @@ pub(super) struct Scratch {
     /// What the connection being written is to write next (refers to the
     /// room log's chunks; emptied after each write).
     pub(super) batch: WriteBatch,
+    /// A batch's parts joined, for layers that pay per call (a TLS record
+    /// each).
+    joined: Vec<u8>,
 }
 
 impl Scratch {
@@ -66,6 +69,7 @@ impl Scratch {
             input: BytesMut::new(),
             plain: BytesMut::new(),
             batch: WriteBatch::new(),
+            joined: Vec::new(),
         }
     }
 }
@@ -233,7 +237,7 @@ impl Conn {
     /// Writes what is due, as far as the socket takes it.
     pub(super) fn write_out(&mut self, scratch: &mut Scratch) -> Next {
         if self.layered.is_some() {
-            self.write_layered(&mut scratch.batch)
+            self.write_layered(scratch)
         } else {
             self.write_plain(&mut scratch.batch)
         }
@@ -295,7 +299,8 @@ impl Conn {
 
     /// Through the layers: the layer's own output first, then one batch of
     /// the outbox at a time, each encoded once its predecessor is written.
-    fn write_layered(&mut self, batch: &mut WriteBatch) -> Next {
+    fn write_layered(&mut self, scratch: &mut Scratch) -> Next {
+        let Scratch { batch, joined, .. } = scratch;
         loop {
             let Some(layered) = self.layered.as_deref_mut() else {
                 return Next::Wait;
@@ -336,8 +341,14 @@ impl Conn {
             if layered.established {
                 let state = self.outbox.fill(batch);
                 if !batch.is_empty() {
-                    for part in batch.parts() {
+                    if let [part] = batch.parts() {
                         layered.layer.send(part, &mut layered.wire);
+                    } else {
+                        // One call for the batch: one TLS record, not one
+                        // per part.
+                        joined.clear();
+                        batch.copy_to(joined);
+                        layered.layer.send(joined, &mut layered.wire);
                     }
                     let n = batch.len();
                     self.outbox.consume(batch, n);
