@@ -204,7 +204,7 @@ impl<T: Transport> Server<T> {
     /// The accept loop of an added listener, on its own thread: a broken
     /// listener shuts the whole server down.
     fn accept_listener(&self, listener: &Listener) -> Result<(), ServerError> {
-        let layers = listener.layer_factory();
+        let layers = listener.factory();
         let result = self.accept_loop(listener.transport(), |connection| {
             threaded::serve_listener(
                 connection,

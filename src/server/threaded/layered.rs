@@ -10,9 +10,11 @@
 //!
 //! - Lines the server sends before the layer is established (`NAME`, a
 //!   refusal) wait in the adapter and go out right after the handshake.
-//! - A close asked before the handshake is done waits for it too: it goes
-//!   out after those lines (see [`LayeredReader::await_established`] for a
-//!   refusal, which waits for the handshake up to the name deadline).
+//! - The server's close before the handshake is done ends the connection
+//!   at once (nothing could be said), as on the event loops; except a
+//!   refusal as full, which waits for the handshake, then goes out after
+//!   its line (the refusal waits up to the name deadline: see
+//!   [`LayeredReader::await_established`]).
 //! - A layer error, a finished layer (a page served, an HTTP error) or the
 //!   peer's close (a close frame, `close_notify`) ends the input once what
 //!   was decoded before it is read: the session sees an end of input.
@@ -114,7 +116,8 @@ struct Shared {
     /// Lines sent before the layer was established.
     early: BytesMut,
     established: bool,
-    /// The server's close, asked before the layer was established.
+    /// The server's refusal as full, asked before the layer was
+    /// established.
     closing: Option<CloseReason>,
     /// The server has closed (or aborted): nothing more is written.
     write_closed: bool,
@@ -255,20 +258,25 @@ impl Shared {
     }
 
     /// The server ends the connection, for `reason`, after what it sent:
-    /// at once if the layer is established or will never be, once it is
-    /// established otherwise.
+    /// at once, unless the server is full and the handshake still running
+    /// (then once it is established, so that the client can be told).
     fn close(&mut self, reason: CloseReason) -> io::Result<()> {
         if self.write_closed {
             return Ok(());
         }
         let handshaking = !matches!(self.stage, Stage::Failed) && !self.established;
-        if handshaking && !self.over {
+        if handshaking && !self.over && reason == CloseReason::Full {
             self.closing = Some(reason);
             return Ok(());
         }
-        // Established, or over before it was (a page served, an HTTP or TLS
-        // error): what is left goes out, then the layer's closing. The
-        // caller flushed already; the deadline only bounds what is left.
+        let abandoned = !self.established;
+        if abandoned {
+            // Nothing more to read either: the lines never go out.
+            self.over = true;
+            self.early = BytesMut::new();
+        }
+        // What is left goes out, then the layer's closing. The caller
+        // flushed already; the deadline only bounds what is left.
         let deadline = Instant::now() + LINGER;
         if self.write_wire_until(deadline).is_ok() {
             if let Stage::Ready(layer) = &mut self.stage {
@@ -278,6 +286,10 @@ impl Shared {
             let _ = self.write_wire_until(deadline);
         }
         self.write_closed = true;
+        if abandoned {
+            // A reader blocked on the handshake lets go at once.
+            let _ = self.socket.shutdown(Shutdown::Read);
+        }
         self.socket.shutdown(Shutdown::Write)
     }
 
@@ -334,7 +346,9 @@ impl LayeredReader {
     fn fill(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
         {
             let mut shared = self.shared.lock();
-            shared.make_layer();
+            if !shared.over {
+                shared.make_layer();
+            }
             if shared.over {
                 return Ok(false);
             }

@@ -103,11 +103,8 @@ fn serve_with<C: Connection>(
             return;
         }
         Err(Refusal::Closed) => {
-            // The server is stopping: a handshake gets a short while only.
-            let deadline = Instant::now() + LINGER;
-            let deadline = Some(name_deadline.map_or(deadline, |d| d.min(deadline)));
             let line = Reply::ShuttingDown.encode();
-            refuse(connection, line, CloseReason::Shutdown, deadline);
+            refuse(connection, line, CloseReason::Shutdown, name_deadline);
             return;
         }
     };
@@ -331,7 +328,9 @@ fn refuse<C: Connection>(connection: C, line: Bytes, reason: CloseReason, _: Opt
 }
 
 /// Tells a connection with layers it was refused, on a thread of its own:
-/// the line and the close wait for the handshake, up to `deadline`. Past
+/// when full, the line and the close wait for the handshake, up to
+/// `deadline`; at shutdown, it is closed at once (as a connection still in
+/// its handshake is at shutdown, on both drivers). Past
 /// [`MAX_REFUSERS`] at once, the connection is closed untold (a handshake
 /// must not run on the accept thread).
 fn refuse_layered(
