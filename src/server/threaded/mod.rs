@@ -11,10 +11,10 @@
 //! connection's own threads.
 
 mod layered;
+mod refuse;
 
 use std::io::{self, Write};
 use std::net::Shutdown as Direction;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use super::config::ServerConfig;
 use super::connections::{Connections, Refusal};
 use super::{LayerFactory, LINGER};
 use layered::LayeredConnection;
+use refuse::{refuse, refuse_layered};
 
 /// Stack size of connection threads: sessions need little.
 const STACK_SIZE: usize = 128 * 1024;
@@ -44,12 +45,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How often a blocked write looks whether its outbox was aborted.
 const WRITE_TICK: Duration = Duration::from_millis(250);
-/// At most this many threads saying `Server is full.` at once; past it, the
-/// line is written without lingering.
-const MAX_REFUSERS: usize = 64;
-
-static REFUSERS: AtomicUsize = AtomicUsize::new(0);
-
 /// How a connection is told it was refused: the line, why it closes, and
 /// when the name timeout (counted from the TCP accept) ends.
 type Refuse<C> = fn(C, Bytes, CloseReason, Option<Instant>);
@@ -299,66 +294,6 @@ fn flush<W: WriteHalf>(writer: &mut W, outbox: &Outbox) -> bool {
                 return false;
             }
         }
-    }
-}
-
-/// Tells a connection it was refused (`Server is full.`) and closes it.
-fn refuse<C: Connection>(connection: C, line: Bytes, reason: CloseReason, _: Option<Instant>) {
-    let Ok((mut reader, mut writer)) = connection.split() else {
-        return;
-    };
-    let say = move |writer: &mut C::Writer| {
-        let _ = writer.set_write_timeout(Some(WRITE_TICK));
-        let _ = writer.write_all(&line);
-        let _ = writer.close(reason);
-    };
-    if REFUSERS.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSERS {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-        say(&mut writer);
-        return;
-    }
-    let spawned = spawn("chat-refuse", move || {
-        say(&mut writer);
-        linger(&mut reader, &mut [0; 512]);
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-    });
-    if spawned.is_err() {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Tells a connection with layers it was refused, on a thread of its own:
-/// when full, the line and the close wait for the handshake, up to
-/// `deadline`; at shutdown, it is closed at once (as a connection still in
-/// its handshake is at shutdown, on both drivers). Past
-/// [`MAX_REFUSERS`] at once, the connection is closed untold (a handshake
-/// must not run on the accept thread).
-fn refuse_layered(
-    connection: LayeredConnection,
-    line: Bytes,
-    reason: CloseReason,
-    deadline: Option<Instant>,
-) {
-    let peer = connection.peer();
-    if REFUSERS.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSERS {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-        log::debug!("dropped {peer} untold: too many refusals at once");
-        return;
-    }
-    let spawned = spawn("chat-refuse", move || {
-        if let Ok((mut reader, mut writer)) = connection.split() {
-            let _ = writer.write_all(&line);
-            let _ = writer.close(reason);
-            if reader.await_established(deadline) {
-                linger(&mut reader, &mut [0; 512]);
-            } else {
-                log::debug!("{peer}: refused before its handshake was done");
-            }
-        }
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-    });
-    if spawned.is_err() {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
