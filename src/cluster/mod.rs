@@ -1,6 +1,13 @@
 //! One room across several servers, through NATS JetStream (the `nats`
 //! feature).
 //!
+//! [`ClusterRoom`] makes a [`Server`](crate::Server) one node of such a room
+//! (see its example): a [`RoomBackend`](crate::room::RoomBackend) made of a
+//! local [`ChatRoom`](crate::ChatRoom), which renders and fans out to this
+//! server's members exactly as a single server does, and the [`RoomLink`]
+//! described below, whose events it applies to that local room in the
+//! stream's order. The rest of this page is about the link.
+//!
 //! A [`RoomLink`] makes one server a node of a room shared by every server
 //! linked to the same NATS server and room name. The rest of the crate stays
 //! synchronous: the link runs the `async-nats` client on a tokio runtime on
@@ -108,10 +115,12 @@ mod event;
 mod link;
 mod liveness;
 mod names;
+mod node;
 mod publisher;
 mod reader;
 mod roster;
 mod setup;
+mod sink;
 mod wire;
 
 use std::time::Duration;
@@ -119,6 +128,7 @@ use std::time::Duration;
 pub use event::{HistoryLine, LeaveReason, LinkEvent, LinkSink, Member, Refusal};
 pub use link::{LinkError, RoomLink};
 pub use names::{NodeId, RoomName, RoomNameError, MAX_ROOM_CHARS};
+pub use node::ClusterRoom;
 
 /// How a [`RoomLink`] reaches NATS and how it judges time.
 #[derive(Debug, Clone)]

@@ -114,6 +114,20 @@ impl ChatRoom {
         self.finish(registry, after)
     }
 
+    /// Removes a member of this server without a notice (its leave could
+    /// not be given to the room's order) and closes its outbox. Returns
+    /// whether it was here.
+    pub fn relay_remove(&self, id: MemberId) -> bool {
+        let member = self.registry.write().remove(id);
+        match member {
+            Some(member) => {
+                member.outbox.close();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A line for one member of this server alone (a whisper, a reply): it
     /// comes after everything the room sent before. With `reply`, it is
     /// pushed as [`Outbox::push_reply`] does (the `\list` line). A member

@@ -1,0 +1,211 @@
+//! One room across several servers, against a real nats-server started by
+//! each test on 127.0.0.1: three nodes (both drivers), members on each. One
+//! order for every member, names unique under a race, `\list` and whispers
+//! across nodes, leaves, history from the whole room, and `tcp_server
+//! --nats` as a process.
+#![cfg(feature = "nats")]
+
+mod common;
+mod nats;
+#[path = "cluster/nodes.rs"]
+mod nodes;
+mod procs;
+
+use std::collections::HashSet;
+use std::thread;
+
+use common::{Client, Io};
+use nats::NatsServer;
+use nodes::{lines, link_config, Node};
+
+/// Three nodes of `room`, over both drivers.
+fn three_nodes(nats: &NatsServer, room: &str, history: usize) -> Vec<Node> {
+    [("a", Io::Events), ("b", Io::Threads), ("c", Io::Events)]
+        .into_iter()
+        .map(|(label, io)| Node::start(label, link_config(nats, room, history), io))
+        .collect()
+}
+
+/// Joins `names[i]` on node `i % 3`, one after the other; each reads the
+/// join notices of those after it, so that all are in the same place.
+fn members(nodes: &[Node], names: &[&str]) -> Vec<Client> {
+    let mut members: Vec<Client> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let client = nodes[i % nodes.len()].join(name);
+        for earlier in &mut members {
+            earlier.expect(&format!("{name} has joined the chat."));
+        }
+        members.push(client);
+    }
+    members
+}
+
+#[test]
+fn members_on_three_nodes_see_one_order() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&nats, "order", 0);
+    let names = ["ana", "bob", "cy", "dee", "eve", "fay"];
+    let mut clients = members(&nodes, &names);
+    const EACH: usize = 100;
+    // Every member sends flat out (in bursts, so lines are read together
+    // and batched), from its own thread, while every member reads.
+    let senders: Vec<_> = clients
+        .iter()
+        .zip(names)
+        .map(|(client, name)| {
+            let stream = client.stream().try_clone().expect("a clone");
+            thread::spawn(move || {
+                use std::io::Write;
+                let mut stream = stream;
+                let mut burst = Vec::new();
+                for i in 0..EACH {
+                    burst.extend_from_slice(format!("{name} {i}\n").as_bytes());
+                    if i % 10 == 9 {
+                        stream.write_all(&burst).expect("send");
+                        burst.clear();
+                    }
+                }
+            })
+        })
+        .collect();
+    let total = EACH * names.len();
+    let seen: Vec<Vec<String>> = clients.iter_mut().map(|c| lines(c, total)).collect();
+    for sender in senders {
+        sender.join().expect("a sender");
+    }
+    for (name, got) in names.iter().zip(&seen) {
+        assert_eq!(got, &seen[0], "{name} saw another order than ana");
+    }
+    // Each sender's lines in the order sent, each once.
+    for name in names {
+        let mine: Vec<&String> = seen[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("{name}: ")))
+            .collect();
+        let want: Vec<String> = (0..EACH).map(|i| format!("{name}: {name} {i}")).collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{name}'s lines");
+    }
+}
+
+#[test]
+fn the_same_name_claimed_on_two_nodes_at_once_has_one_winner() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&nats, "race", 0);
+    for round in 0..20 {
+        let name = format!("Racer{round}");
+        let mut a = nodes[0].connect(&name);
+        let mut b = nodes[1].connect(&name);
+        // Different case on each side: one name all the same.
+        a.send_line(&name);
+        b.send_line(&name.to_uppercase());
+        let welcome = |client: &mut Client, asked: &str| {
+            let line = client.line();
+            if line == format!("Welcome to the chat, {asked}!") {
+                client.expect(&format!("{asked} has joined the chat."));
+                true
+            } else {
+                assert_eq!(line, format!("Name '{asked}' is already taken."));
+                client.expect("NAME");
+                false
+            }
+        };
+        let won_a = welcome(&mut a, &name);
+        let won_b = welcome(&mut b, &name.to_uppercase());
+        assert!(
+            won_a != won_b,
+            "round {round}: a won {won_a}, b won {won_b}"
+        );
+        // The winner leaves; the name is then free on every node.
+        let (winner, loser) = if won_a {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        winner.send_line("QUIT");
+        winner.expect_closed();
+        loser.send_line(&format!("{name}x"));
+        loser.expect(&format!("Welcome to the chat, {name}x!"));
+        let _ = loser.read_until(&format!("{name}x has joined the chat."));
+        loser.send_line("QUIT");
+    }
+}
+
+#[test]
+fn list_and_whispers_span_the_nodes() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&nats, "span", 0);
+    let mut m = members(&nodes, &["ana", "Bob", "cy"]);
+    for (i, client) in m.iter_mut().enumerate() {
+        client.send_line("\\list");
+        client.expect("Users online (3): ana, Bob, cy");
+        assert!(i < 3);
+    }
+    // ana (node a) to Bob (node b), in order with her public lines.
+    m[0].send_line("p1");
+    m[0].send_line("\\w BOB w1");
+    m[0].send_line("p2");
+    m[0].send_line("\\w nobody hi");
+    m[0].send_line("\\help");
+    for line in [
+        "ana: p1",
+        "ana: p2",
+        "User 'nobody' not found.",
+        "Commands: \\w <name> <message>, \\list, \\help, QUIT",
+    ] {
+        m[0].expect(line);
+    }
+    for line in ["ana: p1", "priv(ana): w1", "ana: p2"] {
+        m[1].expect(line);
+    }
+    for line in ["ana: p1", "ana: p2"] {
+        m[2].expect(line);
+    }
+    // A whisper to oneself across nothing at all, and to a member of the
+    // third node.
+    m[2].send_line("\\w ana from cy");
+    m[0].expect("priv(cy): from cy");
+    // Leaves reach every node; the name is free again, on any node.
+    m[1].send_line("QUIT");
+    m[1].expect_closed();
+    m[0].expect("Bob has left the chat.");
+    m[2].expect("Bob has left the chat.");
+    m[2].send_line("\\list");
+    m[2].expect("Users online (2): ana, cy");
+    let _bob_again = nodes[2].join("bob");
+    m[0].expect("bob has joined the chat.");
+}
+
+#[test]
+fn history_comes_from_the_whole_room() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let nodes = three_nodes(&nats, "history", 3);
+    let mut m = members(&nodes, &["ana", "bob"]);
+    m[0].send_line("one");
+    m[0].send_line("\\w bob secret");
+    m[1].send_line("two");
+    m[0].send_line("three");
+    m[1].send_line("four");
+    // The four public lines in the room's order, as ana saw them.
+    let order = lines(&mut m[0], 4);
+    let got: HashSet<&String> = order.iter().collect();
+    let want = ["ana: one", "bob: two", "ana: three", "bob: four"];
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect()
+    );
+    // A newcomer on the third node gets the last three, whispers never.
+    let (_cy, history) = nodes[2].join_with_history("cy");
+    assert_eq!(history, order[1..], "the latest lines in the room's order");
+}
