@@ -7,7 +7,15 @@
 //!     [--io events|threads] [--loops <n>] [--backlog <n>]
 //!     [--tls-addr <host:port>] [--ws-addr <host:port>] [--wss-addr <host:port>]
 //!     [--tls-cert <file> --tls-key <file>] [--history <n>]
+//!     [--nats <url> [--room <name>]]
 //! ```
+//!
+//! With `--nats` (built with `--features nats`), the server is one node of
+//! the room `--room` (default `chat`) shared by every server on that NATS
+//! server: `cargo run --features nats --example tcp_server -- --nats
+//! nats://127.0.0.1:4222 --room lobby`. NATS unreachable at start, or an
+//! invalid room name: exit status 1. Cut off from NATS for longer than 5 s:
+//! it shuts down as on SIGTERM and exits with status 1.
 //!
 //! Prints `Server listening on <ip>:<port>` (the TCP line listener) as its
 //! first line on standard output, then one line per extra listener, in this
@@ -200,6 +208,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    room.shut_down_on_failure(server.shutdown_handle());
     let shutdown = server.shutdown_handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
@@ -238,8 +247,10 @@ fn main() -> ExitCode {
         Io::Events => server.run_event_loops(args.loops),
         Io::Threads => server.run(),
     };
+    let room_ok = room.finish();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) if room_ok => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::FAILURE,
         Err(error) => {
             log::error!("{}", with_causes(&error));
             ExitCode::FAILURE

@@ -13,10 +13,12 @@ mod procs;
 
 use std::collections::HashSet;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{Client, Io};
 use nats::NatsServer;
 use nodes::{lines, link_config, Node};
+use procs::ServerProc;
 
 /// Three nodes of `room`, over both drivers.
 fn three_nodes(nats: &NatsServer, room: &str, history: usize) -> Vec<Node> {
@@ -208,4 +210,77 @@ fn history_comes_from_the_whole_room() {
     // A newcomer on the third node gets the last three, whispers never.
     let (_cy, history) = nodes[2].join_with_history("cy");
     assert_eq!(history, order[1..], "the latest lines in the room's order");
+}
+
+#[test]
+fn tcp_server_nats_is_a_node_and_leaves_on_sigterm() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let url = nats.url();
+    let mut proc = ServerProc::start(
+        "tcp_server --nats",
+        &["--nats", &url, "--room", "procs", "--history", "2"],
+    );
+    let node = Node::start("in-process", link_config(&nats, "procs", 2), Io::Events);
+    let mut ana = Client::connect(proc.addr());
+    ana.name = "ana@proc".into();
+    ana.expect("NAME");
+    ana.send_line("ana");
+    ana.expect("Welcome to the chat, ana!");
+    ana.expect("ana has joined the chat.");
+    for text in ["one", "two", "three"] {
+        ana.send_line(text);
+        ana.expect(&format!("ana: {text}"));
+    }
+    // History from the process node's lines, on the other node.
+    let (mut bob, history) = node.join_with_history("bob");
+    assert_eq!(history, ["ana: two", "ana: three"]);
+    ana.expect("bob has joined the chat.");
+    ana.send_line("\\list");
+    ana.expect("Users online (2): ana, bob");
+    // SIGTERM: ana gets the last line, bob her leave; the name is free.
+    proc.signal("TERM");
+    ana.expect("Server is shutting down.");
+    ana.expect_closed();
+    bob.expect("ana has left the chat.");
+    proc.expect_exit(0);
+    let (_ana_again, _) = node.join_with_history("ana");
+}
+
+#[test]
+fn tcp_server_with_an_invalid_room_exits_1() {
+    let mut proc = ServerProc::start(
+        "tcp_server --room 'no spaces'",
+        &["--nats", "nats://127.0.0.1:1", "--room", "no spaces"],
+    );
+    assert!(proc.addr.is_none(), "it must not listen");
+    proc.expect_exit(1);
+    assert!(
+        proc.stderr().contains("invalid --room"),
+        "{}",
+        proc.stderr()
+    );
+}
+
+#[test]
+fn tcp_server_without_nats_exits_1_within_10_s() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    procs::tcp_server_binary(); // built before the clock starts
+    let started = Instant::now();
+    let mut proc = ServerProc::start("tcp_server, no NATS", &["--nats", &url]);
+    assert!(proc.addr.is_none(), "it must not listen");
+    proc.wait_exit_within(Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    proc.expect_exit(1);
+    let log = proc.stderr();
+    assert!(log.contains(&format!("cannot use NATS at {url}")), "{log}");
 }

@@ -123,3 +123,18 @@ fn tcp_server_history_flag_replays_lines() {
     server.signal("TERM");
     server.expect_exit(0);
 }
+
+/// Without the `nats` feature, `--nats` is refused at start, saying how to
+/// build with it.
+#[cfg(not(feature = "nats"))]
+#[test]
+fn tcp_server_nats_without_the_feature_says_how_to_get_it() {
+    let mut server = ServerProc::start("tcp_server --nats", &["--nats", "nats://127.0.0.1:4222"]);
+    assert!(server.addr.is_none(), "it must not listen");
+    server.expect_exit(1);
+    assert!(
+        server.stderr().contains("--features nats"),
+        "{}",
+        server.stderr()
+    );
+}

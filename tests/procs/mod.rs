@@ -34,6 +34,25 @@ pub fn tcp_server_binary() -> PathBuf {
     BUILD.call_once(|| {
         let mut command = Command::new(env!("CARGO"));
         command.args(["build", "--example", "tcp_server"]);
+        // What cargo sets for this test: passed on, `CARGO_MANIFEST_DIR`
+        // (which some build scripts watch) would rebuild the dependencies
+        // for nothing.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || matches!(
+                    &*key,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                command.env_remove(&*key);
+            }
+        }
         if cfg!(feature = "nats") {
             command.args(["--features", "nats"]);
         }
