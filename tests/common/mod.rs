@@ -21,7 +21,7 @@ pub mod client;
 pub mod layered;
 mod listeners;
 pub mod trust;
-mod wire;
+pub mod wire;
 
 use std::fmt;
 use std::io::Write;
@@ -282,6 +282,40 @@ impl Drop for TestServer {
         self.trigger_shutdown();
         for rx in self.stopped.drain(..) {
             let _ = rx.recv_timeout(TIMEOUT);
+        }
+    }
+}
+
+/// Runs `test` once for each I/O mode and each transport of `kinds`, each
+/// time on a new server with every listener
+/// ([`TestServer::with_transports`]) and `config`; a failure names its case.
+pub fn each_transport(
+    kinds: &[Kind],
+    config: ServerConfig,
+    mut test: impl FnMut(TestServer, Kind),
+) {
+    for &io in IO_MODES {
+        for &kind in kinds {
+            let _case = Case::new(format!("{io:?}, over {kind}"));
+            test(TestServer::with_transports(io, config.clone()), kind);
+        }
+    }
+}
+
+/// Names the case a test is running: when the test fails while this is
+/// alive, the case is printed with the failure (the test's captured output).
+pub struct Case(String);
+
+impl Case {
+    pub fn new(case: impl Into<String>) -> Self {
+        Case(case.into())
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("the test failed in the case: {}", self.0);
         }
     }
 }
