@@ -99,6 +99,8 @@ fn shutdown_delivers_accepted_lines_then_last_line_to_members_and_handshake_conn
         pending.expect(LAST);
         pending.expect_closed_with(1001);
 
+        // Closed on our side too: the server need not linger for us.
+        drop((ana, bob, cy, pending));
         stop_within(&mut server, Duration::from_secs(5));
     });
 }
@@ -140,6 +142,7 @@ fn shutdown_refuses_new_names_and_new_lines_once_begun() {
         ana.expect_closed_with(1001);
         pending.expect(LAST);
         pending.expect_closed_with(1001);
+        drop((ana, pending));
         server.stop().expect("the server stopped cleanly");
         assert_eq!(server.room.len(), 0, "nobody is left in the room");
     });

@@ -157,6 +157,7 @@ fn the_client_limit_counts_every_transport_together() {
         cy.send_line("cy");
         cy.expect("Welcome to the chat, cy!");
         cy.expect("cy has joined the chat.");
+        cy.name = "cy".into();
         ana.expect("cy has joined the chat.");
         // Full again, over TLS too.
         let mut fourth = server.connect_over(Kind::Tls);
