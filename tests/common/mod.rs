@@ -18,9 +18,6 @@
 #![allow(dead_code)]
 
 pub mod client;
-// Only tests/browser still serves the page through it (the real listeners
-// replaced it everywhere else).
-pub mod layered;
 mod listeners;
 pub mod trust;
 pub mod wire;
