@@ -11,11 +11,12 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::iter;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chatcore::ServerConfig;
+use common::raw::{http, raw, read_to_end, status};
 use common::wire::Stream;
 use common::{Case, Client, Kind, TestServer, Trust, IO_MODES, TIMEOUT, TRANSPORTS};
 
@@ -58,69 +59,6 @@ fn everyone_still_chats(members: &mut [Client]) {
     for member in members {
         member.expect_nothing_pending();
     }
-}
-
-/// A raw TCP connection to `addr`, every wait bounded by [`TIMEOUT`].
-fn raw(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("read timeout");
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .expect("write timeout");
-    stream
-}
-
-/// A connection to a WebSocket port below the HTTP: raw TCP for `ws`, TLS
-/// (handshake done) for `wss`.
-fn http_stream(server: &TestServer, kind: Kind) -> Stream {
-    let (_, mut stream) = Stream::open(kind, server.addr_for(kind), server.trust());
-    if let Stream::Tls(tls) = &mut stream {
-        while tls.conn.is_handshaking() {
-            tls.conn
-                .complete_io(&mut tls.sock)
-                .expect("the TLS handshake");
-        }
-    }
-    stream
-}
-
-/// Everything up to the end of the stream; a reset, or TLS ended without
-/// `close_notify`, counts as the end. Fails after [`TIMEOUT`].
-fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return got,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the server did not close within {TIMEOUT:?} (got {got:?})")
-            }
-            Err(_) => return got,
-        }
-    }
-}
-
-/// Sends `request` on a new HTTP connection to `kind`'s port and returns
-/// the whole answer, up to the server's close.
-fn http(server: &TestServer, kind: Kind, request: &[u8]) -> String {
-    let mut stream = http_stream(server, kind);
-    stream.write_all(request).expect("send the request");
-    stream.flush().expect("send the request");
-    let answer = read_to_end(&mut stream);
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-/// The status code of an HTTP answer.
-fn status(answer: &str) -> u16 {
-    answer
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP/1.1 answer: {answer:?}"))
 }
 
 #[test]

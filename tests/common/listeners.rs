@@ -11,7 +11,7 @@ use chatcore::server::Listener;
 use chatcore::transport::tls::TlsCertificate;
 use chatcore::{Server, ServerConfig};
 
-use super::{bind_tcp, Io, Kind, TestServer, TRANSPORTS};
+use super::{bind_tcp, Io, Kind, TestServer, Trust, TRANSPORTS};
 
 impl TestServer {
     /// A server with a listener for every transport of [`TRANSPORTS`] on
@@ -20,25 +20,9 @@ impl TestServer {
     pub fn with_transports(io: Io, config: ServerConfig) -> Self {
         let mut server = Server::new(bind_tcp(), config);
         let mut listeners = Vec::new();
-        let mut trust = super::Trust::default();
+        let mut trust = Trust::default();
         for &kind in &TRANSPORTS[1..] {
-            let listener = match kind {
-                #[cfg(feature = "tls")]
-                Kind::Tls => {
-                    let (tls, pinned) = tls();
-                    trust = pinned;
-                    Listener::tls(bind_tcp(), tls)
-                }
-                #[cfg(feature = "websocket")]
-                Kind::Ws => Listener::ws(bind_tcp()),
-                #[cfg(all(feature = "tls", feature = "websocket"))]
-                Kind::Wss => {
-                    let (tls, pinned) = tls();
-                    trust = pinned;
-                    Listener::wss(bind_tcp(), tls)
-                }
-                _ => panic!("this build has no listener for {kind}"),
-            };
+            let listener = listener_for(kind, &mut trust);
             listeners.push((kind, listener.local_addr()));
             server.add_listener(listener);
         }
@@ -49,16 +33,38 @@ impl TestServer {
     }
 }
 
+/// A listener for `kind` on 127.0.0.1 port 0; over TLS, `trust` is set to
+/// pin its certificate.
+fn listener_for(kind: Kind, trust: &mut Trust) -> Listener {
+    match kind {
+        #[cfg(feature = "tls")]
+        Kind::Tls => {
+            let (tls, pinned) = tls();
+            *trust = pinned;
+            Listener::tls(bind_tcp(), tls)
+        }
+        #[cfg(feature = "websocket")]
+        Kind::Ws => Listener::ws(bind_tcp()),
+        #[cfg(all(feature = "tls", feature = "websocket"))]
+        Kind::Wss => {
+            let (tls, pinned) = tls();
+            *trust = pinned;
+            Listener::wss(bind_tcp(), tls)
+        }
+        _ => panic!("this build has no listener for {kind} (trusting {trust:?})"),
+    }
+}
+
 /// The TLS configuration of every test server, and how its clients trust
 /// it: one self-signed certificate for the whole test binary (making one
 /// per server would only cost time).
 #[cfg(feature = "tls")]
-fn tls() -> (Arc<rustls::ServerConfig>, super::Trust) {
-    static TLS: OnceLock<(Arc<rustls::ServerConfig>, super::Trust)> = OnceLock::new();
+fn tls() -> (Arc<rustls::ServerConfig>, Trust) {
+    static TLS: OnceLock<(Arc<rustls::ServerConfig>, Trust)> = OnceLock::new();
     TLS.get_or_init(|| {
         let certificate = TlsCertificate::self_signed().expect("a self-signed certificate");
         let config = certificate.server_config().expect("a TLS server config");
-        let trust = super::Trust::pinned(certificate.certificate_der().clone());
+        let trust = Trust::pinned(certificate.certificate_der().clone());
         (config, trust)
     })
     .clone()

@@ -19,6 +19,7 @@
 
 pub mod client;
 mod listeners;
+pub mod raw;
 pub mod trust;
 pub mod wire;
 
