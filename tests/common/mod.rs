@@ -3,18 +3,21 @@
 //! each transport ([`Kind`]): lines over TCP or TLS, WebSocket, WebSocket
 //! over TLS.
 //!
-//! A test runs over every transport the way it runs over both drivers:
+//! A test runs over every transport the way it runs over both drivers, on
+//! a new server (a listener per transport) each time; a failure names its
+//! I/O mode and transport:
 //!
 //! ```ignore
-//! for &io in IO_MODES {
-//!     for &kind in TRANSPORTS {
-//!         let server = TestServer::with_transports(io, ServerConfig::default());
-//!         let mut ana = server.join_over(kind, "ana");
-//!         ana.send_line("QUIT");
-//!         ana.expect_closed_with(1000);
-//!     }
-//! }
+//! each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+//!     let mut ana = server.join_over(kind, "ana");
+//!     ana.send_line("QUIT");
+//!     ana.expect_closed_with(1000);
+//! });
 //! ```
+//!
+//! [`LINE_TRANSPORTS`] is for what only a byte stream has (raw bytes, lines
+//! split across writes, invalid UTF-8 kept open); [`WEBSOCKET_TRANSPORTS`]
+//! for close codes, pings and frames.
 #![allow(dead_code)]
 
 pub mod client;
