@@ -405,3 +405,25 @@ fn a_slow_consumer_on_one_node_leaves_every_node_once() {
         );
     }
 }
+
+#[test]
+fn history_outlives_every_node() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut first = Node::start("first", link_config(&nats, "lasting", 2), Io::Events);
+    let mut ana = first.join("ana");
+    for text in ["one", "two", "three"] {
+        ana.send_line(text);
+        ana.expect(&format!("ana: {text}"));
+    }
+    first.stop();
+    ana.expect("Server is shutting down.");
+    ana.expect_closed();
+    // No node left; a new one has the room's last lines all the same.
+    let second = Node::start("second", link_config(&nats, "lasting", 2), Io::Threads);
+    let (mut bob, history) = second.join_with_history("bob");
+    assert_eq!(history, ["ana: two", "ana: three"]);
+    bob.send_line("\\list");
+    bob.expect("Users online (1): bob");
+}
