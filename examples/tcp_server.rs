@@ -1,19 +1,36 @@
-//! The chat server over std TCP.
+//! The chat server: lines over TCP, and the same room over TLS, WebSocket
+//! and WebSocket over TLS when asked.
 //!
 //! ```text
 //! cargo run --example tcp_server -- [--addr <host:port>] [--max-clients <n>]
 //!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
 //!     [--io events|threads] [--loops <n>] [--backlog <n>]
+//!     [--tls-addr <host:port>] [--ws-addr <host:port>] [--wss-addr <host:port>]
+//!     [--tls-cert <file> --tls-key <file>]
 //! ```
 //!
-//! Prints `Server listening on <ip>:<port>` as its first line on standard
-//! output and logs to standard error (`RUST_LOG=debug` for more). Ctrl-C
-//! (SIGINT) and SIGTERM shut it down cleanly.
+//! Prints `Server listening on <ip>:<port>` (the TCP line listener) as its
+//! first line on standard output, then one line per extra listener, in this
+//! order: `TLS listening on <ip>:<port>`, `WebSocket listening on
+//! <ip>:<port>`, `Secure WebSocket listening on <ip>:<port>`. A browser chat
+//! page is served on `/` of the WebSocket ports (`http://` for `--ws-addr`,
+//! `https://` for `--wss-addr`). Logs go to standard error (`RUST_LOG=debug`
+//! for more). Ctrl-C (SIGINT) and SIGTERM shut it down cleanly.
+//!
+//! The TLS listeners (`--tls-addr`, `--wss-addr`) use the PEM certificate
+//! chain and private key of `--tls-cert` and `--tls-key` (both or neither);
+//! without them, a self-signed certificate for `localhost` and `127.0.0.1`
+//! is made at start and its SHA-256 fingerprint logged. A certificate or key
+//! that cannot be read or does not match, like any other error at start,
+//! is reported on standard error with exit status 1, before anything is
+//! bound.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chatcore::server::Listener;
 use chatcore::{Server, ServerConfig, TcpTransport};
 use clap::{Parser, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -50,6 +67,22 @@ struct Args {
     /// not dropped.
     #[arg(long)]
     backlog: Option<u32>,
+    /// Also serve lines over TLS on this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    tls_addr: Option<String>,
+    /// Also serve WebSocket (and the chat page on `http://`) on this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    ws_addr: Option<String>,
+    /// Also serve WebSocket over TLS (and the page on `https://`) here.
+    #[arg(long, value_name = "HOST:PORT")]
+    wss_addr: Option<String>,
+    /// The TLS certificate chain, PEM, the server's own first (needs
+    /// --tls-key; default: a self-signed one for localhost, made at start).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key, PEM (needs --tls-cert).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 /// How the server drives its connections.
@@ -119,18 +152,33 @@ fn main() -> ExitCode {
         log::error!("{error}");
         return ExitCode::FAILURE;
     }
-    let bound = match args.backlog {
-        Some(backlog) => TcpTransport::bind_with_backlog(&args.addr, backlog),
-        None => TcpTransport::bind(&args.addr),
-    };
-    let transport = match bound {
-        Ok(transport) => transport,
+    // Everything that can be wrong with the certificate is found before
+    // anything is bound.
+    let tls = match tls_config(&args) {
+        Ok(tls) => tls,
         Err(error) => {
-            log::error!("cannot listen on {}: {error}", args.addr);
+            log::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    let server = Server::new(transport, config);
+    let transport = match bind(&args.addr, "--addr", args.backlog) {
+        Ok(transport) => transport,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listeners = match extra_listeners(&args, tls.as_ref()) {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = Server::new(transport, config);
+    for listener in listeners {
+        server.add_listener(listener);
+    }
 
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
@@ -156,6 +204,14 @@ fn main() -> ExitCode {
         "Server listening on {}",
         server.transport().local_addr()
     );
+    for listener in server.listeners() {
+        let _ = writeln!(
+            stdout,
+            "{} listening on {}",
+            listener.label(),
+            listener.local_addr()
+        );
+    }
     let _ = stdout.flush();
     log::info!(
         "limits: {} clients, {}-byte lines, {}-byte queues, {} s to name",
@@ -176,6 +232,136 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds a TCP listener on `addr` (given with `flag`), with the listen
+/// backlog asked for or the system's maximum.
+fn bind(addr: &str, flag: &str, backlog: Option<u32>) -> Result<TcpTransport, String> {
+    let bound = match backlog {
+        Some(backlog) => TcpTransport::bind_with_backlog(addr, backlog),
+        None => TcpTransport::bind(addr),
+    };
+    bound.map_err(|error| format!("cannot listen on {addr} ({flag}): {error}"))
+}
+
+/// The TLS configuration of the TLS listeners.
+#[cfg(feature = "tls")]
+type TlsConfig = std::sync::Arc<rustls::ServerConfig>;
+/// Without the `tls` feature there is none.
+#[cfg(not(feature = "tls"))]
+type TlsConfig = std::convert::Infallible;
+
+/// The TLS configuration, when a TLS listener (`--tls-addr`, `--wss-addr`)
+/// is asked for: the certificate of `--tls-cert` and `--tls-key`, or a
+/// self-signed one made now, whose fingerprint is logged.
+fn tls_config(args: &Args) -> Result<Option<TlsConfig>, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(_), None) => {
+            return Err("--tls-cert needs --tls-key, the certificate's private key".into())
+        }
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert, the key's certificate".into()),
+        _ => {}
+    }
+    let wanted = args.tls_addr.is_some() || args.wss_addr.is_some();
+    #[cfg(feature = "tls")]
+    {
+        use chatcore::transport::tls::TlsCertificate;
+
+        let certificate = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let certificate =
+                    TlsCertificate::load_pem(cert, key).map_err(|error| with_causes(&error))?;
+                log::info!(
+                    "TLS certificate {}: SHA-256 fingerprint {}",
+                    cert.display(),
+                    certificate.fingerprint()
+                );
+                certificate
+            }
+            _ if wanted => {
+                let certificate =
+                    TlsCertificate::self_signed().map_err(|error| with_causes(&error))?;
+                log::info!(
+                    "TLS certificate: self-signed for localhost and 127.0.0.1, \
+                     SHA-256 fingerprint {}",
+                    certificate.fingerprint()
+                );
+                certificate
+            }
+            _ => return Ok(None),
+        };
+        if !wanted {
+            log::warn!("--tls-cert and --tls-key are unused without --tls-addr or --wss-addr");
+            return Ok(None);
+        }
+        let config = certificate
+            .server_config()
+            .map_err(|error| with_causes(&error))?;
+        Ok(Some(config))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        if wanted || args.tls_cert.is_some() {
+            return Err("TLS needs the crate's feature `tls`, which this build lacks".into());
+        }
+        Ok(None)
+    }
+}
+
+/// Binds the extra listeners asked for, in the order their lines are
+/// printed: TLS, WebSocket, secure WebSocket.
+fn extra_listeners(args: &Args, tls: Option<&TlsConfig>) -> Result<Vec<Listener>, String> {
+    let mut listeners = Vec::new();
+    if let Some(addr) = &args.tls_addr {
+        let transport = bind(addr, "--tls-addr", args.backlog)?;
+        listeners.push(tls_listener(transport, tls)?);
+    }
+    if let Some(addr) = &args.ws_addr {
+        let transport = bind(addr, "--ws-addr", args.backlog)?;
+        listeners.push(ws_listener(transport)?);
+    }
+    if let Some(addr) = &args.wss_addr {
+        let transport = bind(addr, "--wss-addr", args.backlog)?;
+        listeners.push(wss_listener(transport, tls)?);
+    }
+    Ok(listeners)
+}
+
+/// Lines over TLS.
+fn tls_listener(transport: TcpTransport, tls: Option<&TlsConfig>) -> Result<Listener, String> {
+    #[cfg(feature = "tls")]
+    if let Some(config) = tls {
+        return Ok(Listener::tls(transport, config.clone()));
+    }
+    let _ = (transport, tls);
+    Err("--tls-addr needs the crate's feature `tls`, which this build lacks".into())
+}
+
+/// WebSocket and the chat page.
+fn ws_listener(transport: TcpTransport) -> Result<Listener, String> {
+    #[cfg(feature = "websocket")]
+    return Ok(Listener::ws(transport));
+    #[cfg(not(feature = "websocket"))]
+    {
+        let _ = transport;
+        Err("--ws-addr needs the crate's feature `websocket`, which this build lacks".into())
+    }
+}
+
+/// WebSocket over TLS and the chat page, offering HTTP/1.1 in ALPN (what
+/// a browser asking for HTTP/2 too then agrees on).
+fn wss_listener(transport: TcpTransport, tls: Option<&TlsConfig>) -> Result<Listener, String> {
+    #[cfg(all(feature = "tls", feature = "websocket"))]
+    if let Some(config) = tls {
+        let mut config = rustls::ServerConfig::clone(config);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        return Ok(Listener::wss(transport, std::sync::Arc::new(config)));
+    }
+    let _ = (transport, tls);
+    Err(
+        "--wss-addr needs the crate's features `tls` and `websocket`, which this build lacks"
+            .into(),
+    )
 }
 
 /// An error and each of its sources, joined with ": ".
