@@ -46,7 +46,9 @@
 //!   [`MemoryTransport`]; sans-I/O byte layers that stack
 //!   ([`transport::layer`], with how to write one), TLS (feature `tls`) and
 //!   WebSocket with the browser page (feature `websocket`).
-//! - [`server`]: [`Server`], [`ServerConfig`] and the [`Shutdown`] handle.
+//! - [`server`]: [`Server`], [`ServerConfig`], the [`Shutdown`] handle, and
+//!   [`Listener`](server::Listener)s: more ports (TLS, WebSocket, a layer
+//!   stack of yours) for the same room, on the same event loops.
 //! - [`error`]: one error enum per layer, joined in [`Error`].
 //! - `cluster` (with the `nats` feature): one room across several servers,
 //!   through NATS JetStream.

@@ -124,14 +124,15 @@ impl Listener {
         &self.transport
     }
 
-    /// The layers of a new connection: `None` for plain lines.
-    pub(crate) fn make_layers(&self) -> Option<Result<Box<dyn Layer>, LayerError>> {
-        self.layers.as_ref().map(|make| make())
+    /// What makes the layers of a new connection: `None` for plain lines.
+    pub(crate) fn factory(&self) -> Option<LayerFactory> {
+        self.layers.clone()
     }
 
-    /// Whether its connections run layers.
-    pub(crate) fn has_layers(&self) -> bool {
-        self.layers.is_some()
+    /// The layers of a new connection: `None` for plain lines.
+    #[allow(dead_code)] // the threaded driver's, next
+    pub(crate) fn make_layers(&self) -> Option<Result<Box<dyn Layer>, LayerError>> {
+        self.layers.as_ref().map(|make| make())
     }
 }
 

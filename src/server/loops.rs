@@ -1,24 +1,26 @@
-//! The event-loop driver's accept side: the listener is polled, and each
-//! time it is ready every pending connection is accepted and dealt, in
-//! batches, to the event loops that still run.
+//! The event-loop driver's accept side: the listeners (the server's own and
+//! those added with [`Server::add_listener`]) are polled, and each time one
+//! is ready every pending connection is accepted and dealt, in batches, to
+//! the event loops that still run, with what makes its layers. Nothing of a
+//! TLS or WebSocket handshake runs here.
 
 use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
+use mio::net::TcpListener as MioListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::accept::{accept_failed, Backoff};
-use super::event_loop::LoopHandle;
+use super::event_loop::{Accepted, LoopHandle};
+use super::listener::LayerFactory;
 use super::Server;
 use crate::error::ServerError;
 use crate::transport::{accept_nonblocking, TcpTransport};
 
-/// The accept thread's token for its listener.
-const LISTENER: Token = Token(0);
-/// The accept thread's token for "an event loop exited".
-const LOOP_EXITED: Token = Token(1);
+/// The accept thread's token for "an event loop exited" (listener `i` has
+/// token `i`).
+const LOOP_EXITED: Token = Token(usize::MAX);
 /// Connections handed to an event loop at once at most: a burst is handed
 /// over in batches (one lock, one wake-up each), and the first of a burst
 /// need not wait until the last is accepted.
@@ -27,9 +29,11 @@ const HANDOVER_BATCH: usize = 64;
 impl Server<TcpTransport> {
     /// Like [`Server::run`], but serves connections from `loops` event loops
     /// (one per core is right; 0 means one per core) on non-blocking
-    /// sockets, with the accept loop on the calling thread.
+    /// sockets, with the accept loop on the calling thread. The listeners
+    /// added with [`Server::add_listener`] are served by the same loops,
+    /// their layers (TLS, WebSocket, a stack of the user's) included.
     ///
-    /// The accept loop polls the listener and, each time it is ready,
+    /// The accept loop polls the listeners and, each time one is ready,
     /// accepts every pending connection, handing them to the loops in
     /// batches. If every event loop has exited (their epoll failed), it
     /// returns [`ServerError::NoEventLoop`] rather than accept connections
@@ -50,10 +54,12 @@ impl Server<TcpTransport> {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let (poll, mut listener, on_exit) = self.poll_listener().map_err(ServerError::Accept)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(ServerError::Accept)?;
+        let (poll, mut listeners, on_exit) = self.poll_listeners().map_err(ServerError::Accept)?;
+        for (i, (listener, _)) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(listener, Token(i), Interest::READABLE)
+                .map_err(ServerError::Accept)?;
+        }
         let mut handles = Vec::with_capacity(loops);
         for index in 0..loops {
             match LoopHandle::spawn(
@@ -72,28 +78,36 @@ impl Server<TcpTransport> {
         }
         log::info!("serving from {loops} event loops");
         started(&handles);
-        let result = self.accept_into_loops(poll, &listener, &handles);
+        let result = self.accept_into_loops(poll, &listeners, &handles);
         self.shutdown.trigger();
         self.finish();
         handles.into_iter().for_each(LoopHandle::stop);
         result
     }
 
-    /// The accept thread's poll, the listener to register in it, and the
-    /// waker that event loops signal when they exit.
-    fn poll_listener(&self) -> io::Result<(Poll, MioListener, Arc<Waker>)> {
+    /// The accept thread's poll, the listeners to register in it (the
+    /// server's own first) with what makes their connections' layers, and
+    /// the waker that event loops signal when they exit.
+    #[allow(clippy::type_complexity)]
+    fn poll_listeners(
+        &self,
+    ) -> io::Result<(Poll, Vec<(MioListener, Option<LayerFactory>)>, Arc<Waker>)> {
         let poll = Poll::new()?;
         let on_exit = Arc::new(Waker::new(poll.registry(), LOOP_EXITED)?);
-        let listener = self.transport.poll_listener()?;
-        Ok((poll, listener, on_exit))
+        let mut listeners = vec![(self.transport.poll_listener()?, None)];
+        for listener in &self.listeners {
+            let polled = listener.transport().poll_listener()?;
+            listeners.push((polled, listener.factory()));
+        }
+        Ok((poll, listeners, on_exit))
     }
 
-    /// Accepts until shut down: at each readiness of the listener, every
-    /// pending connection, dealt round robin to the loops that still run.
+    /// Accepts until shut down: at each readiness, every pending connection
+    /// of every listener, dealt round robin to the loops that still run.
     fn accept_into_loops(
         &self,
         mut poll: Poll,
-        listener: &MioListener,
+        listeners: &[(MioListener, Option<LayerFactory>)],
         handles: &[LoopHandle],
     ) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(16);
@@ -107,32 +121,16 @@ impl Server<TcpTransport> {
                     return Err(ServerError::Accept(error));
                 }
             }
-            // The listener is edge-triggered: accept until it would block
-            // (or a failure calls for a pause, after which poll's timeout
-            // brings us back here).
-            let drained = loop {
-                if self.shutdown.is_triggered() {
-                    break Ok(());
+            // The listeners are edge-triggered: accept until each would
+            // block (or a failure calls for a pause, after which poll's
+            // timeout brings us back here).
+            let mut drained = Ok(());
+            for (listener, layers) in listeners {
+                drained = self.drain(listener, layers, &mut batches, &mut backoff, &mut pause);
+                if drained.is_err() || self.shutdown.is_triggered() {
+                    break;
                 }
-                match accept_nonblocking(listener) {
-                    Ok((stream, _)) => {
-                        backoff.reset();
-                        if !batches.push(stream) {
-                            break Ok(());
-                        }
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                    Err(error) => {
-                        match accept_failed(error, &mut backoff, self.connections.len()) {
-                            Ok(wait) => {
-                                pause = Some(wait);
-                                break Ok(());
-                            }
-                            Err(fatal) => break Err(fatal),
-                        }
-                    }
-                }
-            };
+            }
             batches.hand_over_all();
             drained?;
             if self.shutdown.is_triggered() {
@@ -146,10 +144,48 @@ impl Server<TcpTransport> {
     }
 }
 
+impl Server<TcpTransport> {
+    /// Accepts every pending connection of one listener (until it would
+    /// block, the server shuts down, no loop runs, or a failure calls for a
+    /// `pause`).
+    fn drain(
+        &self,
+        listener: &MioListener,
+        layers: &Option<LayerFactory>,
+        batches: &mut Batches<'_>,
+        backoff: &mut Backoff,
+        pause: &mut Option<std::time::Duration>,
+    ) -> Result<(), ServerError> {
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(());
+            }
+            match accept_nonblocking(listener) {
+                Ok((stream, _)) => {
+                    backoff.reset();
+                    let accepted = Accepted {
+                        stream,
+                        layers: layers.clone(),
+                    };
+                    if !batches.push(accepted) {
+                        return Ok(());
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => {
+                    let wait = accept_failed(error, backoff, self.connections.len())?;
+                    *pause = Some(pause.map_or(wait, |p| p.min(wait)));
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
 /// Accepted connections on their way to the event loops, one batch per loop.
 struct Batches<'a> {
     handles: &'a [LoopHandle],
-    batches: Vec<Vec<MioStream>>,
+    batches: Vec<Vec<Accepted>>,
     /// The loop the next connection goes to, if it still runs.
     next: usize,
 }
@@ -166,7 +202,7 @@ impl<'a> Batches<'a> {
     /// Adds a connection to the batch of the next loop that runs (handing
     /// the batch over once it is full). False, and the connection is
     /// closed, if no loop runs.
-    fn push(&mut self, stream: MioStream) -> bool {
+    fn push(&mut self, accepted: Accepted) -> bool {
         let count = self.handles.len();
         let Some(i) = (0..count)
             .map(|i| (self.next + i) % count)
@@ -175,7 +211,7 @@ impl<'a> Batches<'a> {
             return false;
         };
         self.next = i + 1;
-        self.batches[i].push(stream);
+        self.batches[i].push(accepted);
         if self.batches[i].len() >= HANDOVER_BATCH {
             self.hand_over(i);
         }

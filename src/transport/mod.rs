@@ -1,12 +1,26 @@
 //! How connections come and go, and how their bytes move.
 //!
-//! A [`Transport`] hands out [`Connection`]s; each splits into a read half
-//! and a write half that two threads drive independently. The server's
-//! thread-per-connection driver needs nothing else, so anything that can
-//! offer blocking reads and writes with timeouts can carry the chat.
+//! There are two ways to plug a transport in:
 //!
-//! Two transports ship with the crate: [`TcpTransport`] (std TCP sockets)
-//! and [`MemoryTransport`] (in-process pipes, for tests and embedding).
+//! - **Byte layers over TCP, on the event loops** (the fast path, and the
+//!   default): a [`Layer`] turns a connection's wire bytes into plain lines
+//!   and back, with no I/O of its own. Layers stack ([`Stack`]); TLS
+//!   (`tls::TlsLayer`, feature `tls`) and WebSocket with the browser page
+//!   (`ws::WsLayer`, feature `websocket`) are layers, and so is any
+//!   transport of yours: a [`Listener`](crate::server::Listener) pairs a TCP
+//!   listener with the layers each of its connections runs, and
+//!   [`Server::add_listener`](crate::Server::add_listener) serves it in the
+//!   same room, on the event loops (or on threads). See [`layer`] for how to
+//!   write one, with an example.
+//! - **A blocking [`Transport`], on threads**: it hands out
+//!   [`Connection`]s; each splits into a read half and a write half that
+//!   two threads drive independently ([`Server::run`](crate::Server::run)).
+//!   Anything that offers blocking reads and writes with timeouts can carry
+//!   the chat this way, sockets or not.
+//!
+//! Two blocking transports ship with the crate: [`TcpTransport`] (std TCP
+//! sockets; the event loops poll its listener) and [`MemoryTransport`]
+//! (in-process pipes, for tests and embedding).
 //!
 //! # Implementing a transport
 //!

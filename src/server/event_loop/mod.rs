@@ -14,32 +14,39 @@
 //! loop then writes it at once, tick or not. So a deferred outbox holds at
 //! most that many bytes plus what one turn of the loop pushes into it: a
 //! member is cut for its own slowness, never for the loop's batching.
+//!
+//! A connection of a listener with layers (TLS, WebSocket, a stack of the
+//! user's) runs them here too, sans-I/O, on the loop that serves it: its
+//! handshake never runs on the accept thread, and costs no thread at all
+//! (see [`conn`]).
 
-use std::collections::VecDeque;
+mod conn;
+mod handle;
+mod timers;
+
 use std::io::{self, Read};
 use std::net::Shutdown as Direction;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use mio::net::TcpStream as MioStream;
-use mio::{Events, Interest, Poll, Token, Waker};
-use parking_lot::Mutex;
+use mio::{Events, Interest, Poll, Token};
 
-use crate::outbox::{Outbox, OutboxState, Wake, WriteBatch};
+use crate::outbox::{Outbox, OutboxState};
 use crate::protocol::Reply;
 use crate::room::ChatRoom;
-use crate::session::{Session, SessionState};
+use crate::session::Session;
 use crate::transport::reset_on_close;
 
 use super::config::ServerConfig;
-use super::connections::{Connections, Refusal, Slot};
+use super::connections::{Connections, Refusal};
 use super::LINGER;
+use conn::{Conn, Next, Phase, Scratch};
+use handle::{ConnWaker, Shared, WAKE};
+use timers::Timers;
 
-/// The token of each loop's waker.
-const WAKE: Token = Token(usize::MAX);
+pub(crate) use handle::{Accepted, LoopHandle};
+
 /// The loop's read buffer.
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads from one connection per turn, so that a flood cannot starve the
@@ -66,172 +73,6 @@ const FLUSH_INTERVAL_MAX: Duration = Duration::from_millis(50);
 /// and a lone request and its answer should not wait.
 const IMMEDIATE_WAKES: usize = 16;
 
-/// What a loop shares with the threads that wake it.
-struct Shared {
-    waker: Waker,
-    /// Connections accepted for this loop, not yet registered.
-    incoming: Mutex<Vec<MioStream>>,
-    /// Tokens of connections whose outbox has something new.
-    ready: Mutex<Vec<usize>>,
-    /// The waker was signalled this turn already.
-    notified: AtomicBool,
-    /// The loop should exit.
-    stop: AtomicBool,
-    /// The loop has exited (asked to, or because epoll failed).
-    exited: AtomicBool,
-    /// Signalled when the loop exits, so the accept thread can tell.
-    on_exit: Option<Arc<Waker>>,
-}
-
-impl Shared {
-    fn notify(&self) {
-        if !self.notified.swap(true, Ordering::AcqRel) {
-            if let Err(error) = self.waker.wake() {
-                log::error!("cannot wake an event loop: {error}");
-            }
-        }
-    }
-}
-
-/// Wakes a connection's loop when its outbox has something new, or has
-/// become urgent (the loop tells them apart by the outbox's pending bytes,
-/// so both wakes are the same cheap push).
-struct ConnWaker {
-    shared: Arc<Shared>,
-    token: usize,
-}
-
-impl Wake for ConnWaker {
-    fn wake(&self) {
-        self.shared.ready.lock().push(self.token);
-        self.shared.notify();
-    }
-}
-
-/// A running event loop, as the accept thread sees it.
-pub(crate) struct LoopHandle {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LoopHandle {
-    /// Starts a loop on its own thread.
-    pub(crate) fn spawn(
-        index: usize,
-        room: Arc<ChatRoom>,
-        config: ServerConfig,
-        connections: Arc<Connections>,
-        on_exit: Option<Arc<Waker>>,
-    ) -> io::Result<Self> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKE)?;
-        let shared = Arc::new(Shared {
-            waker,
-            incoming: Mutex::new(Vec::new()),
-            ready: Mutex::new(Vec::new()),
-            notified: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            exited: AtomicBool::new(false),
-            on_exit,
-        });
-        let event_loop = EventLoop {
-            poll,
-            shared: shared.clone(),
-            room,
-            config,
-            connections,
-            conns: Vec::new(),
-            free: Vec::new(),
-            next_generation: 0,
-            name_deadlines: VecDeque::new(),
-            linger_deadlines: VecDeque::new(),
-            read_again: Vec::new(),
-            deferred: Vec::new(),
-            deferred_due: None,
-            scratch: vec![0; READ_CHUNK],
-            batch: WriteBatch::new(),
-            input: BytesMut::new(),
-        };
-        let thread = thread::Builder::new()
-            .name(format!("chat-loop-{index}"))
-            .spawn(move || event_loop.run())?;
-        Ok(LoopHandle {
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    /// Whether the loop still runs.
-    pub(crate) fn is_running(&self) -> bool {
-        !self.shared.exited.load(Ordering::SeqCst)
-    }
-
-    /// Hands accepted (non-blocking) connections to the loop, emptying
-    /// `streams`: one lock and at most one wake-up for the batch. Returns
-    /// false if the loop has exited, and then the connections are closed.
-    pub(crate) fn hand_over(&self, streams: &mut Vec<MioStream>) -> bool {
-        self.shared.incoming.lock().append(streams);
-        self.shared.notify();
-        // The loop sets `exited` before it empties `incoming` a last time:
-        // if it has not seen these, they are closed here.
-        if self.is_running() {
-            return true;
-        }
-        self.shared.incoming.lock().clear();
-        false
-    }
-
-    /// Makes the loop exit as a failed epoll would (the handle stays).
-    #[cfg(test)]
-    pub(crate) fn exit_for_test(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Err(error) = self.shared.waker.wake() {
-            log::error!("cannot wake an event loop: {error}");
-        }
-    }
-
-    /// Stops the loop (closing what it still holds) and waits for it.
-    pub(crate) fn stop(mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Err(error) = self.shared.waker.wake() {
-            log::error!("cannot wake an event loop to stop it: {error}");
-        }
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("an event loop panicked");
-            }
-        }
-    }
-}
-
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading and writing.
-    Open,
-    /// Our side is shut (FIN sent); waiting for the client's end of input.
-    Lingering,
-}
-
-struct Conn {
-    stream: MioStream,
-    generation: u64,
-    /// `None` for a connection refused at the limit: it only gets its line.
-    session: Option<Session>,
-    outbox: Arc<Outbox>,
-    _slot: Option<Slot>,
-    /// An unfinished line, kept between reads (empty, unallocated, if none).
-    input: BytesMut,
-    /// The client's input has ended.
-    input_ended: bool,
-    writable: bool,
-    phase: Phase,
-    /// When the outbox was last written on a wake-up.
-    flushed_at: Instant,
-    /// Waiting in the loop's deferred list for the next flush tick.
-    deferred: bool,
-}
-
 struct EventLoop {
     poll: Poll,
     shared: Arc<Shared>,
@@ -241,24 +82,48 @@ struct EventLoop {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     next_generation: u64,
-    /// (deadline, token, generation), in deadline order: all share one timeout.
-    name_deadlines: VecDeque<(Instant, usize, u64)>,
-    linger_deadlines: VecDeque<(Instant, usize, u64)>,
+    /// Name timeouts (from the TCP accept), and lingers.
+    name_deadlines: Timers,
+    linger_deadlines: Timers,
     /// Connections that still had input when their turn ended.
     read_again: Vec<usize>,
     /// Connections woken within the flush interval of their last flush, and
     /// when they are all flushed.
     deferred: Vec<usize>,
     deferred_due: Option<Instant>,
-    scratch: Vec<u8>,
-    /// What the connection being flushed is to write next (refers to the
-    /// room log's chunks; emptied after each write).
-    batch: WriteBatch,
-    /// Where a read is framed when its connection had no unfinished line.
-    input: BytesMut,
+    /// The loop's read buffer.
+    read_buf: Vec<u8>,
+    /// Buffers lent to the connection being served.
+    scratch: Scratch,
 }
 
 impl EventLoop {
+    fn new(
+        poll: Poll,
+        shared: Arc<Shared>,
+        room: Arc<ChatRoom>,
+        config: ServerConfig,
+        connections: Arc<Connections>,
+    ) -> Self {
+        EventLoop {
+            poll,
+            shared,
+            room,
+            config,
+            connections,
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_generation: 0,
+            name_deadlines: Timers::default(),
+            linger_deadlines: Timers::default(),
+            read_again: Vec::new(),
+            deferred: Vec::new(),
+            deferred_due: None,
+            read_buf: vec![0; READ_CHUNK],
+            scratch: Scratch::new(),
+        }
+    }
+
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_TURN);
         let mut ready = Vec::new();
@@ -330,10 +195,9 @@ impl EventLoop {
         if !self.read_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = [self.name_deadlines.front(), self.linger_deadlines.front()]
+        let next = [self.name_deadlines.next(), self.linger_deadlines.next()]
             .into_iter()
             .flatten()
-            .map(|&(deadline, _, _)| deadline)
             .chain(self.deferred_due)
             .min()?;
         // Round up, so that the deadline has passed when poll returns.
@@ -357,14 +221,21 @@ impl EventLoop {
     /// for all that came since the last turn).
     fn register_incoming(&mut self) {
         let incoming = std::mem::take(&mut *self.shared.incoming.lock());
-        for stream in incoming {
-            if let Err(error) = self.register(stream) {
+        for accepted in incoming {
+            if let Err(error) = self.register(accepted) {
                 log::warn!("dropped a new connection: {error}");
             }
         }
     }
 
-    fn register(&mut self, mut stream: MioStream) -> io::Result<()> {
+    fn register(&mut self, accepted: Accepted) -> io::Result<()> {
+        let Accepted { mut stream, layers } = accepted;
+        // Made here, on the loop: a handshake costs the accept thread
+        // nothing.
+        let layer = match layers.map(|make| make()).transpose() {
+            Ok(layer) => layer,
+            Err(error) => return Err(io::Error::other(error)),
+        };
         let token = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -401,29 +272,31 @@ impl EventLoop {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
-        // A timeout too large to add to now means "never": no deadline.
-        let name_deadline = Instant::now().checked_add(self.config.name_timeout);
-        if let (Some(deadline), Some(_)) = (name_deadline, &session) {
-            self.name_deadlines.push_back((deadline, token, generation));
-        }
-        self.conns[token] = Some(Conn {
+        let now = Instant::now();
+        let conn = Conn::new(
             stream,
             generation,
             session,
             outbox,
-            _slot: slot,
-            input: BytesMut::new(),
-            input_ended: false,
-            writable: true,
-            phase: Phase::Open,
-            flushed_at: Instant::now() - FLUSH_INTERVAL_MAX,
-            deferred: false,
-        });
+            slot,
+            layer,
+            now - FLUSH_INTERVAL_MAX,
+        );
+        // The name timeout runs from the TCP accept, and bounds a handshake
+        // too. One too large to add to now means "never": no deadline.
+        if let (Some(deadline), true) = (
+            now.checked_add(self.config.name_timeout),
+            conn.has_deadline(),
+        ) {
+            self.name_deadlines.push(deadline, token, generation);
+        }
+        self.conns[token] = Some(conn);
         self.flush(token);
         Ok(())
     }
 
-    /// Reads what the connection has (a bounded amount) and feeds its session.
+    /// Reads what the connection has (a bounded amount) and feeds its
+    /// session, through its layers if it has any.
     fn read(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
@@ -433,29 +306,17 @@ impl EventLoop {
             if conn.input_ended {
                 break;
             }
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    conn.input_ended = true;
-                    if let Some(session) = &mut conn.session {
-                        session.input_ended();
-                    }
-                }
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => conn.end_input(),
                 Ok(n) => {
-                    let reading = conn.phase == Phase::Open
-                        && conn.session.as_ref().is_some_and(|s| !s.is_closed());
-                    if reading {
-                        feed(conn, &mut self.input, &self.scratch[..n]);
-                    }
+                    conn.received(&self.read_buf[..n], &mut self.scratch);
                     more = round + 1 == MAX_READS_PER_TURN;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     log::debug!("read failed: {error}");
-                    conn.input_ended = true;
-                    if let Some(session) = &mut conn.session {
-                        session.input_ended();
-                    }
+                    conn.end_input();
                     conn.outbox.abort();
                 }
             }
@@ -508,8 +369,8 @@ impl EventLoop {
     }
 
     /// Writes what the connection's outbox has due, as far as the socket
-    /// takes it, with vectored writes straight from the room log's shared
-    /// chunks; closes the connection when its outbox says so.
+    /// takes it (see [`Conn::write_out`]); ends its output or closes it
+    /// when it says so.
     fn flush(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token).and_then(Option::as_mut) else {
             return;
@@ -517,54 +378,10 @@ impl EventLoop {
         if conn.phase != Phase::Open {
             return;
         }
-        loop {
-            if !conn.writable {
-                // The socket's writable event brings us back; meanwhile
-                // only a change of state matters.
-                match conn.outbox.status() {
-                    (_, OutboxState::Aborted) => self.close(token),
-                    (0, OutboxState::Closing) => self.end_output(token),
-                    _ => {}
-                }
-                return;
-            }
-            let state = conn.outbox.fill(&mut self.batch);
-            if state == OutboxState::Aborted {
-                self.batch.clear();
-                self.close(token);
-                return;
-            }
-            if self.batch.is_empty() {
-                if state == OutboxState::Closing {
-                    self.end_output(token);
-                }
-                return;
-            }
-            match self.batch.write_to(&mut conn.stream) {
-                Ok(0) => {
-                    conn.outbox.consume(&mut self.batch, 0);
-                    log::debug!("write failed: wrote nothing");
-                    conn.outbox.abort();
-                    self.close(token);
-                    return;
-                }
-                Ok(n) => conn.outbox.consume(&mut self.batch, n),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    conn.outbox.consume(&mut self.batch, 0);
-                    conn.writable = false;
-                    return;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
-                    conn.outbox.consume(&mut self.batch, 0);
-                }
-                Err(error) => {
-                    conn.outbox.consume(&mut self.batch, 0);
-                    log::debug!("write failed: {error}");
-                    conn.outbox.abort();
-                    self.close(token);
-                    return;
-                }
-            }
+        match conn.write_out(&mut self.scratch) {
+            Next::Wait => {}
+            Next::EndOutput => self.end_output(token),
+            Next::Close => self.close(token),
         }
     }
 
@@ -581,7 +398,7 @@ impl EventLoop {
         conn.phase = Phase::Lingering;
         let generation = conn.generation;
         self.linger_deadlines
-            .push_back((Instant::now() + LINGER, token, generation));
+            .push(Instant::now() + LINGER, token, generation);
         // The client may have closed already, with no event to come.
         self.read(token);
     }
@@ -610,54 +427,21 @@ impl EventLoop {
 
     fn expire_deadlines(&mut self) {
         let now = Instant::now();
-        while let Some(&(deadline, token, generation)) = self.name_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.name_deadlines.pop_front();
+        while let Some((token, generation)) = self.name_deadlines.pop_due(now) {
             if let Some(conn) = self.conn_mut(token) {
                 if conn.generation == generation {
-                    if let Some(session) = &mut conn.session {
-                        if session.state() == SessionState::Handshake {
-                            session.name_timed_out();
-                        }
-                    }
+                    conn.name_timed_out();
+                    self.flush(token);
                 }
             }
         }
-        while let Some(&(deadline, token, generation)) = self.linger_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.linger_deadlines.pop_front();
+        while let Some((token, generation)) = self.linger_deadlines.pop_due(now) {
             if self
                 .conn_mut(token)
                 .is_some_and(|conn| conn.generation == generation)
             {
                 self.close(token);
             }
-        }
-    }
-}
-
-/// Feeds freshly read bytes to the connection's session, keeping only an
-/// unfinished line in the connection itself.
-fn feed(conn: &mut Conn, scratch_input: &mut BytesMut, bytes: &[u8]) {
-    let Some(session) = &mut conn.session else {
-        return;
-    };
-    if conn.input.is_empty() {
-        scratch_input.clear();
-        scratch_input.extend_from_slice(bytes);
-        session.receive(scratch_input);
-        if !scratch_input.is_empty() {
-            conn.input = BytesMut::from(&scratch_input[..]);
-        }
-    } else {
-        conn.input.extend_from_slice(bytes);
-        session.receive(&mut conn.input);
-        if conn.input.is_empty() {
-            conn.input = BytesMut::new();
         }
     }
 }
