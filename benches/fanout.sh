@@ -9,11 +9,12 @@
 #   benches/fanout.sh                 # every scenario, one run each
 #   RUNS=3 benches/fanout.sh          # median of three runs (for the README)
 #   SCENARIOS="A D" benches/fanout.sh
+#   SCENARIOS="A A-tls A-ws A-wss" NATS=0 benches/fanout.sh   # A over each transport
 #
 # Environment:
 #   RUNS=1             runs per scenario and server; the table shows medians
 #                      (lost/dup/misordered/disconnected: the worst run)
-#   SCENARIOS="A B C D E F G"
+#   SCENARIOS="A B C D E F G"   (and A-tls, A-ws, A-wss, D-ws, ...: below)
 #   DURATION=10        seconds of sending in A, B and C (D holds for 5 s)
 #   CHAT_SERVER_ARGS=  extra tcp_server flags, e.g. "--io threads"
 #   BASELINE=          another tcp_server binary (say, main's, built into
@@ -40,6 +41,18 @@
 #      at most) for 10 s and reads everything; the server's peak RSS, and
 #      whether the sender was ever cut (chatcore only)
 #   G  F with 10,000 members that never read
+#
+# Transports: a scenario of A to E followed by -tls, -ws or -wss (A-tls,
+# A-ws, A-wss, D-ws, ...) runs the same load over that transport: the
+# server is started with --tls-addr, --ws-addr and --wss-addr (port 0, its
+# self-signed certificate) and chat_bench connects with --transport tls,
+# ws or wss (it accepts any certificate unless given --tls-ca). Only
+# chatcore runs them (nats-server speaks TCP). The table reports A-* and
+# C-* as a ratio to the plain-TCP scenario of the same invocation (so list
+# A with A-tls: SCENARIOS="A A-tls"), and D-* as memory per member, also
+# next to D's when D ran. Targets on 2 cores: A-ws >= 0.7x A, A-tls >= 0.5x,
+# A-wss >= 0.4x, with 0 lost; an idle member <= 4 KiB over ws, <= 24 KiB
+# over tls and wss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,19 +106,62 @@ wait_port() {
   return 1
 }
 
-# Server flags a scenario needs: G has one member more than the default
-# client limit.
-scenario_server_args() {
+# The load of a scenario: "A" for A, A-tls, A-ws and A-wss.
+scenario_base() { echo "${1%%-*}"; }
+
+# The transport of a scenario: tcp, tls, ws or wss.
+scenario_transport() {
   case $1 in
-    G) echo "--max-clients 10100" ;;
-    *) echo "" ;;
+    *-*) echo "${1#*-}" ;;
+    *) echo tcp ;;
+  esac
+}
+
+# The first words of the server's line that gives a transport's port.
+listening_pattern() {
+  case $1 in
+    tcp) echo '^Server listening on ' ;;
+    tls) echo '^TLS listening on ' ;;
+    ws) echo '^WebSocket listening on ' ;;
+    wss) echo '^Secure WebSocket listening on ' ;;
+  esac
+}
+
+# Server flags a scenario needs: G has one member more than the default
+# client limit; the transports need their listeners (all three at once, so
+# every transport scenario runs the same server).
+scenario_server_args() {
+  local args=""
+  case $(scenario_base "$1") in
+    G) args="--max-clients 10100" ;;
+  esac
+  if [[ $(scenario_transport "$1") != tcp ]]; then
+    args="$args --tls-addr 127.0.0.1:0 --ws-addr 127.0.0.1:0 --wss-addr 127.0.0.1:0"
+  fi
+  echo "$args"
+}
+
+# Checks the names in SCENARIOS before anything runs.
+check_scenario() {
+  case $(scenario_base "$1") in
+    A | B | C | D | E | F | G) ;;
+    *) echo "unknown scenario $1" >&2; exit 2 ;;
+  esac
+  case $(scenario_transport "$1") in
+    tcp) [[ "$1" != *-* ]] || { echo "unknown scenario $1 (say $(scenario_base "$1"))" >&2; exit 2; } ;;
+    tls | ws | wss) ;;
+    *) echo "unknown transport in scenario $1 (tls, ws or wss)" >&2; exit 2 ;;
+  esac
+  case $1 in
+    F-* | G-*) echo "scenario $1: F and G run over TCP only" >&2; exit 2 ;;
   esac
 }
 
 start_server() { # $1 = chat|base|nats, $2 = log prefix, $3 = scenario
   local log="$OUT/$2"
-  local extra
+  local extra pattern
   extra=$(scenario_server_args "$3")
+  pattern=$(listening_pattern "$(scenario_transport "$3")")
   # The server's output is read for its port: never let a stale file answer.
   rm -f "$log.out" "$log.err"
   case $1 in
@@ -114,14 +170,14 @@ start_server() { # $1 = chat|base|nats, $2 = log prefix, $3 = scenario
       "$BIN/tcp_server" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS $extra \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
-      wait_port "$log.out" '^Server listening on '
+      wait_port "$log.out" "$pattern"
       ;;
     base)
       # shellcheck disable=SC2086
       "$BASELINE" --addr 127.0.0.1:0 $CHAT_SERVER_ARGS $extra \
         >"$log.out" 2>"$log.err" &
       SERVER_PID=$!
-      wait_port "$log.out" '^Server listening on '
+      wait_port "$log.out" "$pattern"
       ;;
     nats)
       nats-server -a 127.0.0.1 -p -1 >"$log.out" 2>&1 &
@@ -132,7 +188,7 @@ start_server() { # $1 = chat|base|nats, $2 = log prefix, $3 = scenario
 }
 
 scenario_args() {
-  case $1 in
+  case $(scenario_base "$1") in
     # --ack all: a message stays in flight until every member has it, so no
     # member can fall more than the window behind (with --ack echo a sender's
     # own copy frees its slot, and a loader hiccup can let the other members'
@@ -140,13 +196,26 @@ scenario_args() {
     A) echo "--mode public --members 100 --senders 10 --window 128 --ack all --duration $DURATION" ;;
     B) echo "--mode public --members 1000 --senders 10 --rate 100 --duration $DURATION" ;;
     C) echo "--mode private --members 1000 --senders 100 --window 128 --duration $DURATION" ;;
-    D) echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120" ;;
+    # Over the other transports each join notice is also framed or
+    # encrypted for every member: joins are slower (D-tls about 4x on a
+    # busy machine), so D-* gets more time to connect, within RUN_TIMEOUT.
+    D)
+      if [[ "$1" == D ]]; then
+        echo "--mode idle --members 10000 --duration 5 --connect-timeout 120 --settle-timeout 120"
+      else
+        echo "--mode idle --members 10000 --duration 5 --connect-timeout 240 --settle-timeout 120"
+      fi
+      ;;
     E) echo "--mode storm --members 10000 --burst 1000 --burst-wait 5 --storm-timeout 30" ;;
     F) echo "--mode never-read --members 2000 --nr-line 1000 --nr-window 200000 --nr-rcvbuf 4096 --duration $DURATION --connect-timeout 120 --settle-timeout 120" ;;
     G) echo "--mode never-read --members 10000 --nr-line 1000 --nr-window 200000 --nr-rcvbuf 4096 --duration $DURATION --connect-timeout 120 --settle-timeout 120" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
+
+for sc in $SCENARIOS; do
+  check_scenario "$sc"
+done
 
 echo "== building the release tcp_server and chat_bench"
 cargo build --release --example tcp_server --example chat_bench
@@ -164,18 +233,26 @@ if [[ "$NATS" == 1 ]]; then
   fi
 fi
 
-# One JSON line per run, in $OUT/<scenario>.<server>.<run>.json.
-# The servers take turns run by run, so that a busy moment of the machine
-# does not fall on one server's runs only.
+# One JSON line per run, in $OUT/<scenario>.<server>.<run>.json; those of
+# an earlier invocation (with more runs, say) must not count in this one's
+# table.
 for sc in $SCENARIOS; do
-  for run in $(seq "$RUNS"); do
+  rm -f "$OUT/$sc".*.json
+done
+
+# Runs come round by round: in each round every scenario runs once, and
+# the servers take turns in it, so that a busy moment of the machine falls
+# on no one server or transport alone (A and A-ws, run next to each other,
+# compare within a round).
+for run in $(seq "$RUNS"); do
+  for sc in $SCENARIOS; do
     for srv in $SERVERS; do
-      # The never-read scenarios speak the chat protocol only.
-      if [[ "$srv" == nats && ( "$sc" == F || "$sc" == G ) ]]; then
+      # The never-read scenarios speak the chat protocol only; nats-server
+      # speaks TCP only.
+      if [[ "$srv" == nats && ( "$sc" == F || "$sc" == G || "$sc" == *-* ) ]]; then
         continue
       fi
       tag="$sc.$srv.$run"
-      rm -f "$OUT/$tag.json"
       if ! start_server "$srv" "$tag.server" "$sc"; then
         echo "!! $tag: the $srv server did not start (see $OUT/$tag.server.*)" >&2
         stop_server
@@ -183,7 +260,11 @@ for sc in $SCENARIOS; do
       fi
       proto=$srv
       [[ "$srv" == base ]] && proto=chat
-      args="--addr 127.0.0.1:$SERVER_PORT --proto $proto $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
+      transport=""
+      if [[ "$sc" == *-* ]]; then
+        transport="--transport $(scenario_transport "$sc")"
+      fi
+      args="--addr 127.0.0.1:$SERVER_PORT --proto $proto $transport $(scenario_args "$sc") --server-pid $SERVER_PID --json $BENCH_ARGS"
       echo "== $tag: chat_bench $args"
       # shellcheck disable=SC2086
       timeout -k 5 "$RUN_TIMEOUT" "$BIN/chat_bench" $args \
@@ -246,58 +327,114 @@ row() { # label scenario key how decimals target
   n=$(agg "$2" nats "$3" "$4")
   if [[ -n "$BASELINE" ]]; then
     b=$(agg "$2" base "$3" "$4")
-    printf '%-3s %-26s %16s %16s %9s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$(fmt "$b" "$5")" "$(ratio "$c" "$b")" "$6"
+    printf '%-6s %-28s %16s %16s %9s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$(fmt "$b" "$5")" "$(ratio "$c" "$b")" "$6"
   else
-    printf '%-3s %-26s %16s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$6"
+    printf '%-6s %-28s %16s %16s %9s   %s\n' "$2" "$1" "$(fmt "$c" "$5")" "$(fmt "$n" "$5")" "$(ratio "$c" "$n")" "$6"
   fi
+}
+
+# vs_tcp label scenario key target: a transport scenario's figure as a ratio
+# to the same figure of its plain-TCP scenario in this invocation (A-ws to
+# A), in the chatcore (and baseline) column; "-" when that one did not run.
+vs_tcp() {
+  local base c t b bt
+  base=$(scenario_base "$2")
+  c=$(agg "$2" chat "$3" median)
+  t=$(agg "$base" chat "$3" median)
+  if [[ -n "$BASELINE" ]]; then
+    b=$(agg "$2" base "$3" median)
+    bt=$(agg "$base" base "$3" median)
+    printf '%-6s %-28s %16s %16s %9s %16s %9s   %s\n' "$2" "$1" "$(ratio "$c" "$t")" "" "" "$(ratio "$b" "$bt")" "" "$4"
+  else
+    printf '%-6s %-28s %16s %16s %9s   %s\n' "$2" "$1" "$(ratio "$c" "$t")" "" "" "$4"
+  fi
+}
+
+# The target of a transport scenario's ratio to TCP.
+throughput_target() {
+  case $(scenario_transport "$1") in
+    ws) echo ">= 0.7x" ;;
+    tls) echo ">= 0.5x" ;;
+    wss) echo ">= 0.4x" ;;
+  esac
+}
+
+# The target of D's RSS per idle member, in bytes.
+idle_member_target() {
+  case $(scenario_transport "$1") in
+    tcp) echo "<= 2048" ;;
+    ws) echo "<= 4096" ;;
+    tls | wss) echo "<= 24576" ;;
+  esac
 }
 
 echo
 echo "== fan-out: chatcore tcp_server vs nats-server (median of $RUNS run(s); loss figures: worst run)"
 if [[ -n "$BASELINE" ]]; then
   echo "   baseline: $BASELINE"
-  printf '%-3s %-26s %16s %16s %9s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "baseline" "vs base" "target"
+  printf '%-6s %-28s %16s %16s %9s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "baseline" "vs base" "target"
 else
-  printf '%-3s %-26s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
+  printf '%-6s %-28s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
 fi
 for sc in $SCENARIOS; do
-  case $sc in
+  tcp=1
+  [[ "$sc" == *-* ]] && tcp=0
+  base=$(scenario_base "$sc")
+  case $base in
     A)
-      row "deliveries/s" A deliveries_per_sec median 0 ">= 1.5x nats"
-      row "latency p99 ms" A p99_ms median 1 ""
-      row "lost" A lost max 0 "0"
-      row "server cpu s (run)" A server_cpu_run_secs median 2 ""
+      if ((tcp)); then
+        row "deliveries/s" "$sc" deliveries_per_sec median 0 ">= 1.5x nats"
+      else
+        row "deliveries/s" "$sc" deliveries_per_sec median 0 ""
+        vs_tcp "deliveries/s vs A (tcp)" "$sc" deliveries_per_sec "$(throughput_target "$sc")"
+      fi
+      row "latency p99 ms" "$sc" p99_ms median 1 ""
+      row "lost" "$sc" lost max 0 "0"
+      row "server cpu s (run)" "$sc" server_cpu_run_secs median 2 ""
+      if ((!tcp)); then
+        row "loader cpu s (run)" "$sc" loader_cpu_run_secs median 2 ""
+      fi
       ;;
     B)
-      row "deliveries/s" B deliveries_per_sec median 0 "~1M"
-      row "latency p50 ms" B p50_ms median 2 ""
-      row "latency p99 ms" B p99_ms median 2 "<= 25"
-      row "lost" B lost max 0 "0"
-      row "server cpu s (run)" B server_cpu_run_secs median 2 ""
+      row "deliveries/s" "$sc" deliveries_per_sec median 0 "~1M"
+      row "latency p50 ms" "$sc" p50_ms median 2 ""
+      row "latency p99 ms" "$sc" p99_ms median 2 "<= 25"
+      row "lost" "$sc" lost max 0 "0"
+      row "server cpu s (run)" "$sc" server_cpu_run_secs median 2 ""
       ;;
     C)
-      row "messages/s" C messages_per_sec median 0 ">= 1.5x nats"
-      row "latency p99 ms" C p99_ms median 1 ""
-      row "lost" C lost max 0 "0"
-      row "server cpu s (run)" C server_cpu_run_secs median 2 ""
+      if ((tcp)); then
+        row "messages/s" "$sc" messages_per_sec median 0 ">= 1.5x nats"
+      else
+        row "messages/s" "$sc" messages_per_sec median 0 ""
+        vs_tcp "messages/s vs C (tcp)" "$sc" messages_per_sec ""
+      fi
+      row "latency p99 ms" "$sc" p99_ms median 1 ""
+      row "lost" "$sc" lost max 0 "0"
+      row "server cpu s (run)" "$sc" server_cpu_run_secs median 2 ""
       ;;
     D)
-      row "joined" D joined median 0 "10000"
-      row "joins/s" D joins_per_sec median 0 ">= 1000"
-      row "join lines/s" D join_lines_per_sec median 0 ""
-      row "join lines missing" D join_lines_missing max 0 "0"
-      row "server RSS B/member, joined" D server_rss_per_member_bytes median 0 ""
-      row "server RSS B/member, idle" D server_rss_per_idle_member_bytes median 0 "<= 2048"
-      row "server RSS B/member, peak" D server_peak_rss_per_member_bytes median 0 "<= 4096"
-      row "server cpu s (connect)" D server_cpu_connect_secs median 2 ""
+      if ((tcp)); then peak_target="<= 4096"; else peak_target=""; fi
+      row "joined" "$sc" joined median 0 "10000"
+      if ((tcp)); then joins_target=">= 1000"; else joins_target=""; fi
+      row "joins/s" "$sc" joins_per_sec median 0 "$joins_target"
+      row "join lines/s" "$sc" join_lines_per_sec median 0 ""
+      row "join lines missing" "$sc" join_lines_missing max 0 "0"
+      row "server RSS B/member, joined" "$sc" server_rss_per_member_bytes median 0 ""
+      row "server RSS B/member, idle" "$sc" server_rss_per_idle_member_bytes median 0 "$(idle_member_target "$sc")"
+      row "server RSS B/member, peak" "$sc" server_peak_rss_per_member_bytes median 0 "$peak_target"
+      if ((!tcp)); then
+        vs_tcp "idle RSS/member vs D (tcp)" "$sc" server_rss_per_idle_member_bytes ""
+      fi
+      row "server cpu s (connect)" "$sc" server_cpu_connect_secs median 2 ""
       ;;
     E)
-      row "got NAME / PONG" E joined median 0 "10000"
-      row "time to all NAMEs s" E storm_all_secs all 3 "every client"
-      row "time to last reply s" E storm_last_secs median 3 ""
-      row "slowest client s" E storm_slowest_secs median 3 ""
-      row "stragglers" E stragglers max 0 "0"
-      row "failed" E failed max 0 "0"
+      row "got NAME / PONG" "$sc" joined median 0 "10000"
+      row "time to all NAMEs s" "$sc" storm_all_secs all 3 "every client"
+      row "time to last reply s" "$sc" storm_last_secs median 3 ""
+      row "slowest client s" "$sc" storm_slowest_secs median 3 ""
+      row "stragglers" "$sc" stragglers max 0 "0"
+      row "failed" "$sc" failed max 0 "0"
       ;;
     F | G)
       if [[ "$sc" == F ]]; then target="<= 64"; else target="<= 128"; fi
