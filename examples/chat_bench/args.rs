@@ -91,9 +91,13 @@ impl Mode {
 #[derive(Parser, Debug, Clone)]
 #[command(name = "chat_bench")]
 pub struct Args {
-    /// Server address; must be a loopback address.
-    #[arg(long, default_value = "127.0.0.1:12345")]
-    pub addr: SocketAddr,
+    /// Server address; must be a loopback address. Given several times
+    /// (the nodes of one room across servers; public, private and idle
+    /// modes), member i connects to the (i mod n)-th address, senders
+    /// included, and public lines are also checked for one order: every
+    /// member must see the same sequence.
+    #[arg(long = "addr", value_name = "ADDR", default_value = "127.0.0.1:12345")]
+    pub addrs: Vec<SocketAddr>,
     /// Wire protocol of the server.
     #[arg(long, value_enum, default_value_t = Proto::Chat)]
     pub proto: Proto,
@@ -146,8 +150,10 @@ pub struct Args {
     #[arg(long, default_value_t = 10.0)]
     pub drain_timeout: f64,
     /// Pid of the server, to report its CPU time and memory from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Given several times (public, private and idle modes), the figures
+    /// are the sums over those processes (say, every node and nats-server).
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<u32>,
     /// Print one JSON line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -171,11 +177,22 @@ pub struct Args {
 impl Args {
     /// Checks the flags against each other; the message says what is wrong.
     pub fn validate(&mut self) -> Result<(), String> {
-        if !self.addr.ip().is_loopback() {
+        if self.addrs.is_empty() {
+            return Err("--addr is needed".into());
+        }
+        if let Some(addr) = self.addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(format!(
-                "--addr {} is not a loopback address; chat_bench only targets this machine",
-                self.addr
+                "--addr {addr} is not a loopback address; chat_bench only targets this machine"
             ));
+        }
+        let run_mode = matches!(self.mode, Mode::Public | Mode::Private | Mode::Idle);
+        if self.addrs.len() > 1 && !(run_mode && self.proto == Proto::Chat) {
+            return Err(
+                "several --addr need --proto chat and --mode public, private or idle".into(),
+            );
+        }
+        if self.server_pids.len() > 1 && !run_mode {
+            return Err("several --server-pid need --mode public, private or idle".into());
         }
         if self.members == 0 {
             return Err("--members must be at least 1".into());
@@ -255,6 +272,32 @@ impl Args {
         )
     }
 
+    /// The (first) server address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// How many nodes the members are spread over (one per `--addr`).
+    pub fn nodes(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// The node (index into `--addr`) member `idx` connects to.
+    pub fn node_of(&self, idx: usize) -> usize {
+        idx % self.addrs.len()
+    }
+
+    /// The (first) `--server-pid`.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server_pids.first().copied()
+    }
+
+    /// Whether every member's sequence of public lines is checked against
+    /// the others' (several nodes, public mode).
+    pub fn check_order(&self) -> bool {
+        self.nodes() > 1 && self.mode == Mode::Public
+    }
+
     /// Whether public messages complete only once every member has them.
     pub fn ack_all(&self) -> bool {
         self.flat_out() && self.mode == Mode::Public && self.ack == Ack::All
@@ -282,6 +325,73 @@ mod tests {
         let mut args =
             Args::try_parse_from(["chat_bench", "--name-prefix", prefix]).expect("the flags parse");
         args.validate().is_ok()
+    }
+
+    fn validated(flags: &[&str]) -> Result<Args, String> {
+        let mut args = Args::try_parse_from(flags).map_err(|e| e.to_string())?;
+        args.validate().map(|()| args)
+    }
+
+    #[test]
+    fn several_addrs_spread_the_members_round_robin() {
+        let args = validated(&[
+            "chat_bench",
+            "--addr",
+            "127.0.0.1:1",
+            "--addr",
+            "127.0.0.1:2",
+            "--addr",
+            "[::1]:3",
+        ])
+        .expect("valid");
+        assert_eq!(args.nodes(), 3);
+        assert_eq!(args.addr(), "127.0.0.1:1".parse().unwrap());
+        let nodes: Vec<usize> = (0..5).map(|i| args.node_of(i)).collect();
+        assert_eq!(nodes, [0, 1, 2, 0, 1]);
+        assert!(args.check_order(), "public mode over several nodes");
+        let one = validated(&["chat_bench"]).expect("valid");
+        assert_eq!((one.nodes(), one.check_order()), (1, false));
+        assert_eq!(one.addr(), "127.0.0.1:12345".parse().unwrap());
+    }
+
+    #[test]
+    fn several_addrs_are_refused_where_they_cannot_work() {
+        let two = ["--addr", "127.0.0.1:1", "--addr", "127.0.0.1:2"];
+        for extra in [
+            &["--mode", "storm"][..],
+            &["--mode", "churn", "--rate", "10", "--members", "200"],
+            &["--mode", "never-read"],
+            &["--proto", "nats"],
+        ] {
+            let flags: Vec<&str> = ["chat_bench"]
+                .iter()
+                .chain(&two)
+                .chain(extra)
+                .copied()
+                .collect();
+            assert!(validated(&flags).is_err(), "{extra:?}");
+        }
+        let far = [
+            "chat_bench",
+            "--addr",
+            "127.0.0.1:1",
+            "--addr",
+            "192.0.2.1:2",
+        ];
+        assert!(
+            validated(&far).is_err(),
+            "a non-loopback address among several"
+        );
+        let pids = [
+            "chat_bench",
+            "--mode",
+            "storm",
+            "--server-pid",
+            "1",
+            "--server-pid",
+            "2",
+        ];
+        assert!(validated(&pids).is_err());
     }
 
     #[test]

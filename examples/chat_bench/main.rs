@@ -10,6 +10,14 @@
 //! `--transport tls|ws|wss` speaks the chat protocol over TLS, WebSocket or
 //! WebSocket over TLS instead of plain TCP, in every mode; see [`transport`].
 //!
+//! `--addr` given several times (the nodes of one room across servers,
+//! `tcp_server --nats`) spreads the members over them round robin, senders
+//! included. Latencies across nodes (the receiver on another node than the
+//! sender: public lines, or whispers in private mode) are also reported
+//! apart, and in public mode every member's whole sequence of payloads must
+//! be the same as every other's, not only each sender's in order; see
+//! [`order`].
+//!
 //! Phases, each bounded in time: connect (every member joins), settle (chat:
 //! every join announcement arrives), run (senders send, or members hold in
 //! idle mode), drain (outstanding deliveries arrive), stop.
@@ -23,7 +31,7 @@
 //!   join and leave continuously, and samples the server's RSS; see [`churn`].
 //!
 //! Exit status: 0 when every member joined and nothing was lost, duplicated
-//! or misordered (storm: every client got its reply; churn: also no error,
+//! or misordered (nor seen in another order by another member) (storm: every client got its reply; churn: also no error,
 //! and with `--rss-check` an RSS that stayed flat); 1 otherwise; 2 on a
 //! setup error.
 
@@ -33,6 +41,7 @@ mod json;
 mod linebuf;
 mod member;
 mod never_read;
+mod order;
 mod procfs;
 mod proto;
 mod report;

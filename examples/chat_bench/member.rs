@@ -65,7 +65,8 @@ async fn join(
     idx: usize,
     stats: &StdMutex<MemberStats>,
 ) -> Result<(Reader, transport::Writer, LineBuf), String> {
-    let (mut rd, mut wr) = shared.connector.connect(&mut None).await?;
+    let node = shared.args.node_of(idx);
+    let (mut rd, mut wr) = shared.connector.connect_to(node, &mut None).await?;
     let mut lb = LineBuf::new(shared.args.read_buf_bytes());
     let args = &shared.args;
     let (greeting, reply, done): (&[u8], Vec<u8>, Vec<u8>) = match args.proto {
@@ -199,6 +200,10 @@ async fn read_loop(
     };
     let mut acks = Acks::new(ack_mode, shared.args.senders);
     let live = &shared.live[idx];
+    // Several nodes: deliveries from a sender on another node are also
+    // timed apart.
+    let nodes = shared.args.nodes();
+    let my_node = shared.args.node_of(idx);
     // The handshake may have left lines in the buffer: handle them first.
     let mut read = false;
     loop {
@@ -216,14 +221,18 @@ async fn read_loop(
             let mut guard = lock(stats);
             let st = &mut *guard;
             st.reads += 1;
-            stats::with_latencies(|hist| {
-                let mut latencies = LatencyRun::new(hist);
+            stats::with_latencies(|hists| {
+                let mut latencies = LatencyRun::new(&mut hists.all);
+                let mut cross = LatencyRun::new(&mut hists.cross);
                 while let Some(line) = lb.next_line() {
                     st.lines += 1;
                     match proto::classify(proto, line) {
                         Event::Data(s) => {
                             if let Some(us) = st.record(s, now_ns) {
                                 latencies.add(us);
+                                if nodes > 1 && shared.args.node_of(s.sender as usize) != my_node {
+                                    cross.add(us);
+                                }
                                 acks.add(s.sender as usize, idx);
                             }
                         }

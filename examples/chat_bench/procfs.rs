@@ -69,3 +69,16 @@ pub fn sample(pid: Option<u32>) -> Result<ProcSample, String> {
         peak_rss_kib,
     })
 }
+
+/// The counters of every process in `pids`, added up (peak RSS: the sum of
+/// each one's peak).
+pub fn sample_all(pids: &[u32]) -> Result<ProcSample, String> {
+    let mut total = ProcSample::default();
+    for &pid in pids {
+        let s = sample(Some(pid))?;
+        total.cpu_secs += s.cpu_secs;
+        total.rss_kib += s.rss_kib;
+        total.peak_rss_kib += s.peak_rss_kib;
+    }
+    Ok(total)
+}

@@ -69,6 +69,15 @@ pub struct Report {
     /// Seconds spent after the run waiting for outstanding deliveries.
     pub drain_secs: f64,
     pub latency: Latency,
+    /// Members spread over this many nodes (one per `--addr`).
+    pub nodes: usize,
+    /// Several nodes: the latency of deliveries across nodes.
+    pub cross_latency: Latency,
+    /// Several nodes, public mode: members whose sequence of payloads
+    /// differs from the others' (the room's one order broken), and the
+    /// first of them.
+    pub order_violations: u64,
+    pub first_order_violation: Option<String>,
 
     pub server: Option<ProcTrace>,
     pub loader: ProcTrace,
@@ -101,6 +110,7 @@ impl Report {
             size: args.size,
             duration: args.duration,
             threads: args.threads,
+            nodes: args.nodes(),
             ..Report::default()
         }
     }
@@ -139,6 +149,7 @@ impl Report {
             && self.lost == 0
             && self.dups == 0
             && self.misordered == 0
+            && self.order_violations == 0
             && self.disconnected == 0
             && self.join_lines_missing() == 0
             && self
@@ -201,6 +212,16 @@ impl Report {
         let mut row = |k: &str, v: String| {
             let _ = writeln!(s, "  {k:<24} {v}");
         };
+        let multi = self.nodes > 1;
+        if multi {
+            row(
+                "nodes",
+                format!(
+                    "{} (member i on the (i mod {})-th --addr)",
+                    self.nodes, self.nodes
+                ),
+            );
+        }
         row(
             "joined",
             format!(
@@ -253,12 +274,30 @@ impl Report {
                     self.latency.max_us as f64 / 1000.0
                 ),
             );
+            if multi {
+                row(
+                    "latency across nodes",
+                    format!(
+                        "p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} deliveries)",
+                        self.cross_latency.p50_us as f64 / 1000.0,
+                        self.cross_latency.p99_us as f64 / 1000.0,
+                        self.cross_latency.max_us as f64 / 1000.0,
+                        self.cross_latency.count
+                    ),
+                );
+            }
             row("drain", format!("{:.3} s", self.drain_secs));
         }
         row(
             "lost / dup / misordered",
             format!("{} / {} / {}", self.lost, self.dups, self.misordered),
         );
+        if multi && self.mode == "public" {
+            row("order violations", self.order_violations.to_string());
+            if let Some(v) = &self.first_order_violation {
+                row("first order violation", v.clone());
+            }
+        }
         row("disconnected", self.disconnected.to_string());
         row(
             "lines received",
@@ -368,6 +407,20 @@ impl Report {
         j.num("p50_ms", self.latency.p50_us as f64 / 1000.0);
         j.num("p99_ms", self.latency.p99_us as f64 / 1000.0);
         j.num("max_ms", self.latency.max_us as f64 / 1000.0);
+        if self.nodes > 1 {
+            j.num("nodes", self.nodes as f64);
+            j.num("cross_latency_count", self.cross_latency.count as f64);
+            j.num("cross_p50_ms", self.cross_latency.p50_us as f64 / 1000.0);
+            j.num("cross_p99_ms", self.cross_latency.p99_us as f64 / 1000.0);
+            j.num("cross_max_ms", self.cross_latency.max_us as f64 / 1000.0);
+            if self.mode == "public" {
+                j.num("order_violations", self.order_violations as f64);
+                j.opt_str(
+                    "first_order_violation",
+                    self.first_order_violation.as_deref(),
+                );
+            }
+        }
         let mut trace = |prefix: &str, t: &ProcTrace| {
             j.num(
                 &format!("{prefix}_cpu_connect_secs"),

@@ -4,6 +4,7 @@
 use crate::args::{Args, Mode, Proto};
 use crate::churn::{self, Notices};
 use crate::member;
+use crate::order::OrderTrace;
 use crate::procfs;
 use crate::report::{ProcTrace, Report};
 use crate::shared::{Phase, Shared};
@@ -21,8 +22,10 @@ pub const START_DELAY: Duration = Duration::from_millis(20);
 
 pub async fn run(args: Args) -> Result<Report, String> {
     let mut report = Report::new(&args);
-    let server_pid = args.server_pid;
-    let server_sample = || procfs::sample(server_pid);
+    // Several --server-pid (the nodes of a room): their counters added up.
+    let server_pids = args.server_pids.clone();
+    let server_pid = server_pids.first().copied();
+    let server_sample = || procfs::sample_all(&server_pids);
     let server_before = match server_pid {
         Some(_) => Some(server_sample()?),
         None => None,
@@ -43,6 +46,9 @@ pub async fn run(args: Args) -> Result<Report, String> {
             let mut st = MemberStats::new(args.senders);
             if args.mode == Mode::Churn {
                 st.notices = Some(Notices::new(&args.name_prefix, true));
+            }
+            if args.check_order() {
+                st.order = Some(OrderTrace::default());
             }
             Arc::new(Mutex::new(st))
         })
@@ -77,7 +83,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         stop_members(handles).await;
         return Err(format!(
             "no member could join {}: {}",
-            args.addr,
+            args.addr(),
             report.first_error.as_deref().unwrap_or("timed out")
         ));
     }
@@ -251,6 +257,9 @@ fn fill_deliveries(report: &mut Report, shared: &Shared, t: Totals) {
     report.other_lines = t.other;
     report.first_other = t.first_other;
     report.latency = t.latency;
+    report.cross_latency = t.cross_latency;
+    report.order_violations = t.order_violations;
+    report.first_order_violation = t.first_order_violation;
     // Churn: the churning members' joins are not the settle's join lines.
     if shared.args.proto == Proto::Chat && shared.args.mode != Mode::Churn {
         report.join_lines = t.joins;

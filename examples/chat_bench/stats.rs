@@ -1,6 +1,7 @@
 //! Delivery checking: what each member saw, and the totals over all members.
 
 use crate::churn::Notices;
+use crate::order::{self, OrderTrace};
 use crate::proto::Stamp;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,16 +12,28 @@ const LAT_SIGFIG: u8 = 3;
 
 type Shared<T> = Arc<Mutex<T>>;
 
-/// Every thread's latency histogram, merged at the end of the run.
-static HISTOGRAMS: Mutex<Vec<Shared<Histogram<u64>>>> = Mutex::new(Vec::new());
+/// One thread's latencies: of every delivery, and of those that crossed
+/// nodes (the receiver on another node than the sender; several `--addr`).
+pub struct Latencies {
+    pub all: Histogram<u64>,
+    pub cross: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LAT_MAX_US, LAT_SIGFIG).expect("valid histogram bounds")
+}
+
+/// Every thread's latency histograms, merged at the end of the run.
+static HISTOGRAMS: Mutex<Vec<Shared<Latencies>>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// Latencies are recorded per thread, not per member: a thousand
     /// per-member histograms would miss the cache on every delivery.
-    static LOCAL: Shared<Histogram<u64>> = {
-        let h = Arc::new(Mutex::new(
-            Histogram::new_with_bounds(1, LAT_MAX_US, LAT_SIGFIG).expect("valid histogram bounds"),
-        ));
+    static LOCAL: Shared<Latencies> = {
+        let h = Arc::new(Mutex::new(Latencies {
+            all: histogram(),
+            cross: histogram(),
+        }));
         lock(&HISTOGRAMS).push(h.clone());
         h
     };
@@ -31,20 +44,34 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `f` with this thread's latency histogram.
-pub fn with_latencies<R>(f: impl FnOnce(&mut Histogram<u64>) -> R) -> R {
+/// Runs `f` with this thread's latency histograms.
+pub fn with_latencies<R>(f: impl FnOnce(&mut Latencies) -> R) -> R {
     LOCAL.with(|h| f(&mut lock(h)))
 }
 
-/// All threads' latencies together.
-fn merged_latencies() -> Option<Histogram<u64>> {
-    let all = lock(&HISTOGRAMS);
-    let mut it = all.iter();
-    let mut total = lock(it.next()?).clone();
-    for h in it {
-        total.add(&*lock(h)).expect("same histogram bounds");
+/// All threads' latencies together: of every delivery, and across nodes.
+fn merged_latencies() -> (Histogram<u64>, Histogram<u64>) {
+    let (mut all, mut cross) = (histogram(), histogram());
+    for h in lock(&HISTOGRAMS).iter() {
+        let h = lock(h);
+        all.add(&h.all).expect("same histogram bounds");
+        cross.add(&h.cross).expect("same histogram bounds");
     }
-    Some(total)
+    (all, cross)
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
 }
 
 /// Latencies of one read, run-length coded before they reach the histogram:
@@ -113,6 +140,9 @@ pub struct MemberStats {
     pub closed_early: Option<String>,
     /// Churn mode: the join and leave notices' check.
     pub notices: Option<Notices>,
+    /// Several nodes, public mode: the sequence of payloads, for the
+    /// check that every member sees one order.
+    pub order: Option<OrderTrace>,
     /// Highest sequence number seen per sender (0 = none yet).
     last_seq: Vec<u64>,
 }
@@ -132,6 +162,7 @@ impl MemberStats {
             first_other: None,
             closed_early: None,
             notices: None,
+            order: None,
             last_seq: vec![0; senders],
         }
     }
@@ -153,6 +184,9 @@ impl MemberStats {
             *last = s.seq;
         }
         self.deliveries += 1;
+        if let Some(order) = &mut self.order {
+            order.push(s.sender, s.seq);
+        }
         Some((now_ns.saturating_sub(s.sent_ns) / 1000).max(1))
     }
 
@@ -223,12 +257,26 @@ pub struct Totals {
     /// Per member, payloads received minus duplicates (for the loss check).
     pub unique_per_member: Vec<u64>,
     pub latency: Latency,
+    /// Several nodes: the latency of deliveries to a member on another
+    /// node than the sender's.
+    pub cross_latency: Latency,
+    /// Several nodes, public mode: members whose sequence of payloads
+    /// differs from the reference member's (the one that received the
+    /// most), and the first of them.
+    pub order_violations: u64,
+    pub first_order_violation: Option<String>,
 }
 
 impl Totals {
     /// Adds up the members' stats and every thread's latencies.
     pub fn merge(members: Vec<MemberStats>) -> Totals {
         let mut t = Totals::default();
+        let traces: Vec<(usize, OrderTrace)> = members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.order.clone().map(|o| (i, o)))
+            .collect();
+        (t.order_violations, t.first_order_violation) = order::violations(&traces);
         for m in members {
             t.unique_per_member.push(m.deliveries - m.dups);
             if m.joined {
@@ -256,14 +304,9 @@ impl Totals {
                 t.first_disconnect.get_or_insert(why);
             }
         }
-        if let Some(h) = merged_latencies().filter(|h| !h.is_empty()) {
-            t.latency = Latency {
-                count: h.len(),
-                p50_us: h.value_at_quantile(0.50),
-                p99_us: h.value_at_quantile(0.99),
-                max_us: h.max(),
-            };
-        }
+        let (all, cross) = merged_latencies();
+        t.latency = Latency::of(&all);
+        t.cross_latency = Latency::of(&cross);
         t
     }
 }

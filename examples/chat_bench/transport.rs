@@ -76,7 +76,8 @@ impl Transport {
 /// Opens connections over `--transport`; made once per run.
 pub struct Connector {
     transport: Transport,
-    addr: SocketAddr,
+    /// Every `--addr`: the nodes members are spread over.
+    addrs: Vec<SocketAddr>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     /// Bytes of WebSocket frames read ahead per connection.
     ws_buf: usize,
@@ -90,7 +91,7 @@ impl Connector {
             let name = match &args.tls_name {
                 Some(name) => ServerName::try_from(name.clone())
                     .map_err(|e| format!("--tls-name {name}: {e}"))?,
-                None => ServerName::from(args.addr.ip()),
+                None => ServerName::from(args.addr().ip()),
             };
             Some((TlsConnector::from(tls_config(args)?), name))
         } else {
@@ -98,7 +99,7 @@ impl Connector {
         };
         Ok(Connector {
             transport: args.transport,
-            addr: args.addr,
+            addrs: args.addrs.clone(),
             tls,
             // Frames are decoded into the member's own line buffer; this
             // one only holds what a read brings in.
@@ -114,7 +115,18 @@ impl Connector {
         &self,
         tcp_connected: &mut Option<Instant>,
     ) -> Result<(Reader, Writer), String> {
-        let tcp = TcpStream::connect(self.addr)
+        self.connect_to(0, tcp_connected).await
+    }
+
+    /// [`Connector::connect`] to the `node`-th `--addr` (modulo their
+    /// number).
+    pub async fn connect_to(
+        &self,
+        node: usize,
+        tcp_connected: &mut Option<Instant>,
+    ) -> Result<(Reader, Writer), String> {
+        let addr = self.addrs[node % self.addrs.len()];
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         *tcp_connected = Some(Instant::now());
@@ -136,7 +148,7 @@ impl Connector {
         if !self.transport.is_websocket() {
             return Ok((Reader::Lines(reader), Writer::Lines(writer)));
         }
-        let host = self.addr.to_string();
+        let host = addr.to_string();
         let reader = ws::upgrade(reader, &mut writer, &host, WS_PATH, self.ws_buf)
             .await
             .map_err(|e| format!("WebSocket: {e}"))?;

@@ -147,7 +147,7 @@ pub async fn run(shared: &Arc<Shared>, start: Instant, end: Instant) -> ChurnRep
     loop {
         sleep_until(at.into()).await;
         let rss = args
-            .server_pid
+            .server_pid()
             .and_then(|pid| match procfs::sample(Some(pid)) {
                 Ok(s) => Some(s.rss_kib),
                 Err(e) => {

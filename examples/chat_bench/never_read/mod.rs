@@ -93,14 +93,14 @@ pub async fn run(args: Args) -> Result<NeverReadReport, String> {
     let nr = &args.never_read;
     let t0 = Instant::now();
     let mut report = NeverReadReport::new(&args);
-    let server_before = match args.server_pid {
+    let server_before = match args.server_pid() {
         Some(pid) => Some(procfs::sample(Some(pid))?),
         None => None,
     };
 
     // The sender joins first, so that it sees every other join.
     let sender_name = format!("{}sender", args.name_prefix);
-    let mut stream = TcpStream::connect(args.addr)
+    let mut stream = TcpStream::connect(args.addr())
         .await
         .map_err(|e| format!("sender: connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -122,7 +122,7 @@ pub async fn run(args: Args) -> Result<NeverReadReport, String> {
     let limit = Arc::new(Semaphore::new(args.connect_concurrency));
     let mut connects = JoinSet::new();
     for i in 0..n {
-        let (addr, rcvbuf, limit) = (args.addr, nr.nr_rcvbuf, limit.clone());
+        let (addr, rcvbuf, limit) = (args.addr(), nr.nr_rcvbuf, limit.clone());
         let name = format!("{}{i}", args.name_prefix);
         connects.spawn(async move {
             let _permit = limit.acquire_owned().await.map_err(|e| e.to_string())?;
@@ -148,7 +148,7 @@ pub async fn run(args: Args) -> Result<NeverReadReport, String> {
     report.connect_secs = t0.elapsed().as_secs_f64();
     // Every member that joined is to be cut (and any cut before now).
     seen.awaited_left.store(report.joined, Relaxed);
-    let (rss_settled, _) = sample_rss(args.server_pid);
+    let (rss_settled, _) = sample_rss(args.server_pid());
     report.server_rss_settled_kib = rss_settled;
 
     // Send flat out within the window, for --duration seconds.
@@ -162,7 +162,7 @@ pub async fn run(args: Args) -> Result<NeverReadReport, String> {
     let mut burst = Vec::with_capacity(nr.nr_window + line_len);
     while Instant::now() < run_end && !seen.cut.load(Relaxed) {
         if Instant::now() >= next_sample {
-            max_rss = max_rss.max(sample_rss(args.server_pid).0);
+            max_rss = max_rss.max(sample_rss(args.server_pid()).0);
             next_sample += SAMPLE;
         }
         let in_flight = sent_bytes - seen.own_bytes.load(Relaxed);
@@ -194,12 +194,12 @@ pub async fn run(args: Args) -> Result<NeverReadReport, String> {
         seen.own_lines.load(Relaxed) >= seq || seen.cut.load(Relaxed)
     })
     .await;
-    max_rss = max_rss.max(sample_rss(args.server_pid).0);
-    let (rss_end, peak) = sample_rss(args.server_pid);
+    max_rss = max_rss.max(sample_rss(args.server_pid()).0);
+    let (rss_end, peak) = sample_rss(args.server_pid());
     report.server_rss_end_kib = rss_end;
     report.server_rss_max_sampled_kib = max_rss;
     report.server_peak_rss_kib = peak;
-    if let (Some(before), Some(pid)) = (server_before, args.server_pid) {
+    if let (Some(before), Some(pid)) = (server_before, args.server_pid()) {
         report.server_cpu_secs = procfs::sample(Some(pid))?.cpu_secs - before.cpu_secs;
         report.server_rss_before_kib = before.rss_kib;
     }

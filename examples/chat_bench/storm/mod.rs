@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> Result<StormReport, String> {
     let st = &args.storm;
     let n = args.members;
     let mut report = StormReport::new(&args);
-    let sample = || match args.server_pid {
+    let sample = || match args.server_pid() {
         Some(pid) => procfs::sample(Some(pid)).map(Some),
         None => Ok(None),
     };
