@@ -17,6 +17,37 @@ use super::names::{NodeId, RoomName};
 use super::roster::Roster;
 use super::LinkConfig;
 
+/// How many times finding or making the stream or a bucket (and the first
+/// write to it) is tried. Nodes that start together race to make them, and
+/// nats-server 2.9 may answer a loser "subjects overlap with an existing
+/// stream" rather than finding the stream the winner just made, or refuse
+/// a write to it for a moment; the next try finds it, or writes.
+const MAKE_TRIES: u32 = 5;
+
+/// The pause between those tries.
+const MAKE_PAUSE: Duration = Duration::from_millis(50);
+
+/// Runs `attempt` until it succeeds, at most [`MAKE_TRIES`] times; the
+/// last error otherwise.
+async fn retried<T, E, F>(mut attempt: impl FnMut() -> F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < MAKE_TRIES => {
+                log::debug!("setting up the room, retried: {e}");
+                tries += 1;
+                tokio::time::sleep(MAKE_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Connects and makes (or finds) the stream and the buckets.
 pub(crate) async fn setup(
     config: LinkConfig,
@@ -73,13 +104,14 @@ pub(crate) async fn setup(
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    js.get_or_create_stream(stream_config)
+    retried(|| js.get_or_create_stream(stream_config.clone()))
         .await
         .map_err(|e| format!("cannot set up the stream {}: {e}", room.stream()))?;
     let names = bucket(&js, room.names_bucket(), Duration::ZERO).await?;
     let nodes = bucket(&js, room.nodes_bucket(), Duration::from_secs(60)).await?;
-    nodes
-        .put(node.as_str(), Bytes::from_static(b"0"))
+    // A bucket another node has just made may not take writes for a
+    // moment ("no stream found for given subject"): retried too.
+    retried(|| nodes.put(node.as_str(), Bytes::from_static(b"0")))
         .await
         .map_err(|e| format!("cannot write this node's heartbeat: {e}"))?;
 
@@ -145,10 +177,55 @@ async fn bucket(
         num_replicas: 1,
         ..Default::default()
     };
-    js.get_or_create_stream(config)
+    retried(|| js.get_or_create_stream(config.clone()))
         .await
         .map_err(|e| format!("cannot set up the bucket {name}: {e}"))?;
     js.get_key_value(name.as_str())
         .await
         .map_err(|e| format!("cannot open the bucket {name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_lost_race_to_make_the_stream_is_tried_again() {
+        // The first try loses the race; the second finds the stream.
+        let tries = Cell::new(0);
+        let outcome = block_on(retried(|| {
+            tries.set(tries.get() + 1);
+            let first = tries.get() == 1;
+            async move {
+                if first {
+                    Err("subjects overlap with an existing stream")
+                } else {
+                    Ok("found")
+                }
+            }
+        }));
+        assert_eq!(outcome, Ok("found"));
+        assert_eq!(tries.get(), 2);
+    }
+
+    #[test]
+    fn a_lasting_failure_is_the_last_error_after_a_few_tries() {
+        let tries = Cell::new(0);
+        let outcome: Result<(), String> = block_on(retried(|| {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move { Err(format!("refused {n}")) }
+        }));
+        assert_eq!(outcome, Err(format!("refused {MAKE_TRIES}")));
+        assert_eq!(tries.get(), MAKE_TRIES);
+    }
 }
