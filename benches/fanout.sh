@@ -10,6 +10,7 @@
 #   RUNS=3 benches/fanout.sh          # median of three runs (for the README)
 #   SCENARIOS="A D" benches/fanout.sh
 #   SCENARIOS="A A-tls A-ws A-wss" NATS=0 benches/fanout.sh   # A over each transport
+#   SCENARIOS="A-cluster A-nats B-cluster C-cluster W-cluster" benches/fanout.sh   # one room, 3 nodes
 #
 # Environment:
 #   RUNS=1             runs per scenario and server; the table shows medians
@@ -41,6 +42,17 @@
 #      at most) for 10 s and reads everything; the server's peak RSS, and
 #      whether the sender was ever cut (chatcore only)
 #   G  F with 10,000 members that never read
+#
+# One room across servers (benches/fanout_cluster.sh says more): a fresh
+# nats-server (-js) and tcp_server nodes built --features nats, members
+# spread over the nodes, every member's order of public lines checked.
+#   A-cluster  A over 3 nodes; target >= 2M deliveries/s, 0 lost, 0 order
+#              violations
+#   A-nats     A on one node with --nats against the same node without it
+#   B-cluster  B over 3 nodes: p99 of public lines across nodes
+#   C-cluster  C over 3 nodes: whispers flat out across nodes
+#   W-cluster  1000 members on 3 nodes, 100 senders x 10 whispers/s: p99 of
+#              whispers across nodes
 #
 # Transports: a scenario of A to E followed by -tls, -ws or -wss (A-tls,
 # A-ws, A-wss, D-ws, ...) runs the same load over that transport: the
@@ -89,6 +101,13 @@ stop_server() {
 }
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
+
+# The cluster scenarios (A-cluster, A-nats, B-cluster, C-cluster, W-cluster) and what
+# they start: see that file.
+# shellcheck source=benches/fanout_cluster.sh
+. benches/fanout_cluster.sh
+trap 'stop_server; cluster_stop' EXIT
+trap 'stop_server; cluster_stop; exit 130' INT TERM
 
 # Waits up to 10 s for a "host:port" at the end of a line matching $2 in file $1.
 wait_port() {
@@ -143,6 +162,7 @@ scenario_server_args() {
 
 # Checks the names in SCENARIOS before anything runs.
 check_scenario() {
+  is_cluster_scenario "$1" && return 0
   case $(scenario_base "$1") in
     A | B | C | D | E | F | G) ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
@@ -218,7 +238,10 @@ for sc in $SCENARIOS; do
 done
 
 echo "== building the release tcp_server and chat_bench"
-cargo build --release --example tcp_server --example chat_bench
+# The cluster scenarios need the nats feature; the other scenarios then
+# run that same build (without --nats it serves as usual).
+# shellcheck disable=SC2046
+cargo build --release $(cluster_wanted && echo --features nats) --example tcp_server --example chat_bench
 
 SERVERS="chat"
 if [[ -n "$BASELINE" ]]; then
@@ -246,6 +269,10 @@ done
 # compare within a round).
 for run in $(seq "$RUNS"); do
   for sc in $SCENARIOS; do
+    if is_cluster_scenario "$sc"; then
+      cluster_run "$sc" "$run"
+      continue
+    fi
     for srv in $SERVERS; do
       # The never-read scenarios speak the chat protocol only; nats-server
       # speaks TCP only.
@@ -377,6 +404,10 @@ else
   printf '%-6s %-28s %16s %16s %9s   %s\n' "" "figure" "chatcore" "nats-server" "ratio" "target"
 fi
 for sc in $SCENARIOS; do
+  if is_cluster_scenario "$sc"; then
+    cluster_rows "$sc"
+    continue
+  fi
   tcp=1
   [[ "$sc" == *-* ]] && tcp=0
   base=$(scenario_base "$sc")
