@@ -22,8 +22,9 @@
 //! For a room `lobby`:
 //!
 //! - the stream `CHATCORE_lobby`, the room's one order. Its subjects:
-//!   `chatcore.lobby.p` (batches of public lines), `chatcore.lobby.w`
-//!   (whispers, with their target) and `chatcore.lobby.m.<node>.<member>`
+//!   `chatcore.lobby.p` (batches of public lines, with the whispers sent
+//!   among them), `chatcore.lobby.w` (batches of whispers alone, each with
+//!   its target) and `chatcore.lobby.m.<node>.<member>`
 //!   (one member's join, then its leave). Each subject keeps its latest
 //!   [`LinkConfig::keep_messages`] messages, so the latest public lines (the
 //!   history) and every current member's join stay in the stream, and
@@ -39,9 +40,9 @@
 //!
 //! 1. A member of node A sends lines; A's session calls [`RoomLink::say`].
 //!    The bridge's publisher takes every request queued since its last
-//!    publish, and puts consecutive lines, of any of A's members, into one
-//!    stream message (the batching that makes millions of deliveries per
-//!    second possible). It publishes one message at a time, each with a
+//!    publish, and puts consecutive lines and whispers, of any of A's
+//!    members, into one stream message (the batching that makes millions of
+//!    deliveries per second possible). It publishes one message at a time, each with a
 //!    `Nats-Msg-Id` of A's id and a counter, and retries it under that same
 //!    id until JetStream acknowledges it: a retry whose first try was stored
 //!    after all is dropped as a duplicate, and nothing of A's overtakes

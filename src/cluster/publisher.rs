@@ -1,5 +1,6 @@
 //! The publisher: takes the node's requests in order and publishes them,
-//! one stream message at a time, consecutive lines batched together.
+//! one stream message at a time, consecutive lines and whispers batched
+//! together.
 //!
 //! One message in flight per node keeps each sender's order through
 //! retries (a message is retried under its own `Nats-Msg-Id` until it is
@@ -15,10 +16,47 @@ use tokio::sync::mpsc;
 use super::bridge::{Command, Ctx, Deferred, PublishFailure};
 use super::claims;
 use super::event::Refusal;
-use super::wire::{said_size, LeaveReason, Record, Said};
+use super::wire::{Entry, LeaveReason, Record, Said, Whisper};
 
 /// The most requests taken off the queue at once.
 const TAKE: usize = 4096;
+
+/// A member's public lines or whisper, on its way into a batch.
+enum Item {
+    Lines {
+        member: u64,
+        lines: Vec<String>,
+    },
+    Whisper {
+        member: u64,
+        target: String,
+        text: String,
+    },
+}
+
+impl Item {
+    fn member(&self) -> u64 {
+        match self {
+            Item::Lines { member, .. } | Item::Whisper { member, .. } => *member,
+        }
+    }
+
+    /// Near enough to bound a batch's bytes.
+    fn size(&self) -> usize {
+        match self {
+            Item::Lines { lines, .. } => lines.iter().map(|l| l.len() + 5).sum(),
+            Item::Whisper { target, text, .. } => target.len() + text.len() + 26,
+        }
+    }
+
+    /// What the member is told if the room cannot take it.
+    fn refusal(&self) -> Refusal {
+        match self {
+            Item::Lines { lines, .. } => Refusal::Lines(lines.len()),
+            Item::Whisper { .. } => Refusal::Whisper,
+        }
+    }
+}
 
 struct Publisher {
     ctx: Arc<Ctx>,
@@ -50,21 +88,35 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
             return;
         }
         let carry_on = match command {
-            Command::Say { member, lines } => {
-                let mut batch = vec![(member, lines)];
+            Command::Say { .. } | Command::Whisper { .. } => {
+                // Consecutive lines and whispers, of any members, leave
+                // together (in one or more stream messages).
+                let mut batch = Vec::new();
                 let mut size = 0;
-                while size < p.ctx.config.max_batch_bytes {
-                    match pending.pop_front() {
-                        Some(Command::Say { member, lines }) => {
-                            size += lines.iter().map(|l| l.len() + 5).sum::<usize>();
-                            batch.push((member, lines));
-                        }
-                        Some(other) => {
+                let mut next = Some(command);
+                while let Some(c) = next {
+                    let item = match c {
+                        Command::Say { member, lines } => Item::Lines { member, lines },
+                        Command::Whisper {
+                            member,
+                            target,
+                            text,
+                        } => Item::Whisper {
+                            member,
+                            target,
+                            text,
+                        },
+                        other => {
                             pending.push_front(other);
                             break;
                         }
-                        None => break,
+                    };
+                    size += item.size();
+                    batch.push(item);
+                    if size >= p.ctx.config.max_batch_bytes {
+                        break;
                     }
+                    next = pending.pop_front();
                 }
                 p.say(batch).await
             }
@@ -74,11 +126,6 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                 true
             }
             Command::Join { member } => p.join(member).await,
-            Command::Whisper {
-                member,
-                target,
-                text,
-            } => p.whisper(member, target, text).await,
             Command::Leave { member } => p.leave(member, true).await,
             Command::List { member } => {
                 p.ctx.state.lock().defer(Deferred::List { member });
@@ -131,50 +178,70 @@ impl Publisher {
             .map(|c| c.name.clone())
     }
 
-    /// Publishes lines of one or more members as one or more messages (each
-    /// at most about `max_batch_bytes`). Returns false when the link stops.
-    async fn say(&mut self, batch: Vec<(u64, Vec<String>)>) -> bool {
-        let mut said: Vec<Said> = Vec::new();
+    /// Publishes lines and whispers of one or more members, in their order,
+    /// as one or more messages (each at most about `max_batch_bytes`).
+    /// Returns false when the link stops.
+    async fn say(&mut self, batch: Vec<Item>) -> bool {
+        let mut entries: Vec<Entry> = Vec::new();
         let mut size = 0;
-        for (member, lines) in batch {
+        for item in batch {
+            let member = item.member();
             let Some(name) = self.joined_name(member) else {
-                self.refuse(member, Refusal::Lines(lines.len()));
+                self.refuse(member, item.refusal());
                 continue;
             };
-            // Consecutive lines of one member share one entry.
-            match said.last_mut() {
-                Some(last) if last.member == member => last.lines.extend(lines),
-                _ => said.push(Said {
+            size += item.size() + name.len();
+            match item {
+                // Consecutive lines of one member share one entry.
+                Item::Lines { member, lines } => match entries.last_mut() {
+                    Some(Entry::Said(last)) if last.member == member => last.lines.extend(lines),
+                    _ => entries.push(Entry::Said(Said {
+                        member,
+                        name,
+                        lines,
+                    })),
+                },
+                Item::Whisper {
+                    member,
+                    target,
+                    text,
+                } => entries.push(Entry::Whisper(Whisper {
                     member,
                     name,
-                    lines,
-                }),
+                    target,
+                    text,
+                })),
             }
-            size += said.last().map(said_size).unwrap_or(0);
             if size >= self.ctx.config.max_batch_bytes {
-                if !self.publish_lines(std::mem::take(&mut said)).await {
+                if !self.publish_batch(std::mem::take(&mut entries)).await {
                     return false;
                 }
                 size = 0;
             }
         }
-        said.is_empty() || self.publish_lines(said).await
+        entries.is_empty() || self.publish_batch(entries).await
     }
 
-    async fn publish_lines(&mut self, said: Vec<Said>) -> bool {
-        let record = Record::Lines {
+    async fn publish_batch(&mut self, entries: Vec<Entry>) -> bool {
+        // A batch with public lines goes to the subject whose latest
+        // messages hold the history; whispers alone, to their own.
+        let public = entries.iter().any(|e| matches!(e, Entry::Said(_)));
+        let subject = format!("{}.{}", self.ctx.prefix, if public { "p" } else { "w" });
+        let record = Record::Batch {
             node: self.ctx.node.clone(),
-            said,
+            entries,
         };
         let id = self.next_id();
-        let subject = format!("{}.p", self.ctx.prefix);
         match self.ctx.publish(subject, record.encode(), &id).await {
             Ok(seq) => self.stored(seq),
             Err(PublishFailure::Refused(why)) => {
                 log::warn!("room {}: lines refused: {why}", self.ctx.config.room);
-                if let Record::Lines { said, .. } = record {
-                    for s in said {
-                        self.refuse(s.member, Refusal::Lines(s.lines.len()));
+                if let Record::Batch { entries, .. } = record {
+                    for entry in entries {
+                        match entry {
+                            Entry::Said(s) => self.refuse(s.member, Refusal::Lines(s.lines.len())),
+                            Entry::Whisper(w) => self.refuse(w.member, Refusal::Whisper),
+                        }
                     }
                 }
             }
@@ -211,31 +278,6 @@ impl Publisher {
                 log::warn!("room {}: a join refused: {why}", self.ctx.config.room);
                 self.refuse(member, Refusal::Join);
                 return self.leave(member, false).await;
-            }
-            Err(PublishFailure::Stopped) => return false,
-        }
-        true
-    }
-
-    async fn whisper(&mut self, member: u64, target: String, text: String) -> bool {
-        let Some(name) = self.joined_name(member) else {
-            self.refuse(member, Refusal::Whisper);
-            return true;
-        };
-        let record = Record::Whisper {
-            node: self.ctx.node.clone(),
-            member,
-            name,
-            target,
-            text,
-        };
-        let id = self.next_id();
-        let subject = format!("{}.w", self.ctx.prefix);
-        match self.ctx.publish(subject, record.encode(), &id).await {
-            Ok(seq) => self.stored(seq),
-            Err(PublishFailure::Refused(why)) => {
-                log::warn!("room {}: a whisper refused: {why}", self.ctx.config.room);
-                self.refuse(member, Refusal::Whisper);
             }
             Err(PublishFailure::Stopped) => return false,
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::event::{HistoryLine, LinkEvent, Member};
 use super::names::{fold, NodeId};
-use super::wire::Record;
+use super::wire::{Entry, Record, Said, Whisper};
 
 /// How many departed members are remembered (for name take-overs).
 const DEPARTED_KEPT: usize = 65_536;
@@ -72,57 +72,61 @@ impl Roster {
                     reason,
                 }]
             }
-            Record::Lines { node, said } => {
-                let mut events = Vec::with_capacity(said.len());
-                for s in said {
-                    let member = self.member_or(&node, s.member, &s.name);
-                    if self.history_cap > 0 {
-                        for line in &s.lines {
-                            if self.history.len() == self.history_cap {
-                                self.history.pop_front();
-                            }
-                            self.history.push_back(HistoryLine {
-                                name: member.name.clone(),
-                                text: line.as_str().into(),
-                            });
-                        }
+            Record::Batch { node, entries } => {
+                let mut events = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    match entry {
+                        Entry::Said(s) => events.push(self.said(seq, &node, s)),
+                        Entry::Whisper(w) => events.extend(self.whisper(seq, &node, w)),
                     }
-                    events.push(LinkEvent::Said {
-                        seq,
-                        member,
-                        lines: s.lines,
-                    });
                 }
                 events
             }
-            Record::Whisper {
-                node,
-                member,
-                name,
-                target,
-                text,
-            } => {
-                let to = self
-                    .by_name
-                    .get(&fold(&target))
-                    .and_then(|k| self.members.get(k))
-                    .map(|(_, m)| m.clone());
-                match to {
-                    Some(to) if to.node == self.node => vec![LinkEvent::Whispered {
-                        seq,
-                        from: self.member_or(&node, member, &name),
-                        to,
-                        text,
-                    }],
-                    Some(_) => Vec::new(),
-                    None if node == self.node => vec![LinkEvent::NotFound {
-                        seq,
-                        from: member,
-                        target,
-                    }],
-                    None => Vec::new(),
+        }
+    }
+
+    /// A member's public lines: kept in the history, and said.
+    fn said(&mut self, seq: u64, node: &NodeId, s: Said) -> LinkEvent {
+        let member = self.member_or(node, s.member, &s.name);
+        if self.history_cap > 0 {
+            for line in &s.lines {
+                if self.history.len() == self.history_cap {
+                    self.history.pop_front();
                 }
+                self.history.push_back(HistoryLine {
+                    name: member.name.clone(),
+                    text: line.as_str().into(),
+                });
             }
+        }
+        LinkEvent::Said {
+            seq,
+            member,
+            lines: s.lines,
+        }
+    }
+
+    /// A whisper: its target decided by the roster of this moment.
+    fn whisper(&self, seq: u64, node: &NodeId, w: Whisper) -> Option<LinkEvent> {
+        let to = self
+            .by_name
+            .get(&fold(&w.target))
+            .and_then(|k| self.members.get(k))
+            .map(|(_, m)| m.clone());
+        match to {
+            Some(to) if to.node == self.node => Some(LinkEvent::Whispered {
+                seq,
+                from: self.member_or(node, w.member, &w.name),
+                to,
+                text: w.text,
+            }),
+            Some(_) => None,
+            None if *node == self.node => Some(LinkEvent::NotFound {
+                seq,
+                from: w.member,
+                target: w.target,
+            }),
+            None => None,
         }
     }
 
@@ -218,7 +222,7 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::wire::{LeaveReason, Said};
+    use crate::cluster::wire::LeaveReason;
 
     fn id(s: &str) -> NodeId {
         NodeId::parse(s).unwrap()
@@ -241,25 +245,36 @@ mod tests {
         }
     }
 
-    fn say(node: &str, member: u64, name: &str, lines: &[&str]) -> Record {
-        Record::Lines {
-            node: id(node),
-            said: vec![Said {
-                member,
-                name: name.into(),
-                lines: lines.iter().map(|l| l.to_string()).collect(),
-            }],
-        }
+    fn said(member: u64, name: &str, lines: &[&str]) -> Entry {
+        Entry::Said(Said {
+            member,
+            name: name.into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        })
     }
 
-    fn whisper(node: &str, member: u64, target: &str) -> Record {
-        Record::Whisper {
-            node: id(node),
+    fn whispered(member: u64, target: &str) -> Entry {
+        Entry::Whisper(Whisper {
             member,
             name: "x".into(),
             target: target.into(),
             text: "psst".into(),
+        })
+    }
+
+    fn batch(node: &str, entries: Vec<Entry>) -> Record {
+        Record::Batch {
+            node: id(node),
+            entries,
         }
+    }
+
+    fn say(node: &str, member: u64, name: &str, lines: &[&str]) -> Record {
+        batch(node, vec![said(member, name, lines)])
+    }
+
+    fn whisper(node: &str, member: u64, target: &str) -> Record {
+        batch(node, vec![whispered(member, target)])
     }
 
     #[test]
@@ -302,6 +317,40 @@ mod tests {
             [LinkEvent::NotFound { from: 1, target, .. }] if target == "zed"
         ));
         assert!(there.apply(4, whisper("a", 1, "zed")).is_empty());
+    }
+
+    #[test]
+    fn a_batch_gives_its_lines_and_whispers_in_its_order() {
+        let mut here = Roster::new(id("a"), 0);
+        let mut there = Roster::new(id("b"), 0);
+        for r in [&mut here, &mut there] {
+            r.apply(1, join("a", 1, "Ana"));
+            r.apply(2, join("b", 1, "Bob"));
+        }
+        let record = batch(
+            "a",
+            vec![
+                said(1, "Ana", &["1"]),
+                whispered(1, "bob"),
+                whispered(1, "zed"),
+                said(1, "Ana", &["2"]),
+            ],
+        );
+        let texts = |events: &[LinkEvent]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| match e {
+                    LinkEvent::Said { seq: 3, lines, .. } => lines.join(","),
+                    LinkEvent::Whispered { seq: 3, to, .. } => format!("to {}", to.name),
+                    LinkEvent::NotFound { seq: 3, target, .. } => format!("no {target}"),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        // The sender's node: its lines and the whisper to nobody, in order.
+        assert_eq!(texts(&here.apply(3, record.clone())), ["1", "no zed", "2"]);
+        // The target's node: the lines and the whisper to Bob, in order.
+        assert_eq!(texts(&there.apply(3, record)), ["1", "to Bob", "2"]);
     }
 
     #[test]

@@ -11,7 +11,11 @@ use super::names::NodeId;
 
 const JOIN: u8 = b'J';
 const LEAVE: u8 = b'L';
-const LINES: u8 = b'P';
+const BATCH: u8 = b'B';
+
+/// The kind byte of a [`Entry::Said`] in a batch.
+const SAID: u8 = b'P';
+/// The kind byte of a [`Entry::Whisper`] in a batch.
 const WHISPER: u8 = b'W';
 
 /// Why a member left, as carried by its leave record.
@@ -25,12 +29,29 @@ pub enum LeaveReason {
     NodeDied,
 }
 
-/// One member's public lines inside a [`Record::Lines`].
+/// One member's public lines inside a [`Record::Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Said {
     pub member: u64,
     pub name: String,
     pub lines: Vec<String>,
+}
+
+/// One member's whisper inside a [`Record::Batch`], to the member named
+/// `target` (as the sender typed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Whisper {
+    pub member: u64,
+    pub name: String,
+    pub target: String,
+    pub text: String,
+}
+
+/// What a member of the batch's node said: public lines, or a whisper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Said(Said),
+    Whisper(Whisper),
 }
 
 /// What one stream message says.
@@ -49,17 +70,9 @@ pub(crate) enum Record {
         name: String,
         reason: LeaveReason,
     },
-    /// Public lines of one or more members of `node`, in the order they were
-    /// accepted there.
-    Lines { node: NodeId, said: Vec<Said> },
-    /// A whisper to the member named `target` (as the sender typed it).
-    Whisper {
-        node: NodeId,
-        member: u64,
-        name: String,
-        target: String,
-        text: String,
-    },
+    /// Public lines and whispers of one or more members of `node`, in the
+    /// order they were accepted there.
+    Batch { node: NodeId, entries: Vec<Entry> },
 }
 
 /// A payload that is not a [`Record`].
@@ -110,27 +123,14 @@ impl Record {
                     LeaveReason::NodeDied => 1,
                 });
             }
-            Record::Lines { node, said } => {
-                buf.put_u8(LINES);
+            Record::Batch { node, entries } => {
+                buf.reserve(entries.iter().map(entry_size).sum());
+                buf.put_u8(BATCH);
                 put_str(&mut buf, node.as_str());
-                put_uint(&mut buf, said.len() as u64);
-                for s in said {
-                    put_said(&mut buf, s);
+                put_uint(&mut buf, entries.len() as u64);
+                for entry in entries {
+                    put_entry(&mut buf, entry);
                 }
-            }
-            Record::Whisper {
-                node,
-                member,
-                name,
-                target,
-                text,
-            } => {
-                buf.put_u8(WHISPER);
-                put_str(&mut buf, node.as_str());
-                put_uint(&mut buf, *member);
-                put_str(&mut buf, name);
-                put_str(&mut buf, target);
-                put_str(&mut buf, text);
             }
         }
         buf.freeze()
@@ -157,34 +157,16 @@ impl Record {
                     _ => return Err(WireError("bad leave reason")),
                 },
             },
-            LINES => {
+            BATCH => {
                 let count = r.uint()?;
-                // Each entry takes at least 3 bytes: never trust a count
+                // Each entry takes at least 4 bytes: never trust a count
                 // for an allocation beyond what the payload can hold.
-                let mut said = Vec::with_capacity((count as usize).min(r.0.len() / 3));
+                let mut entries = Vec::with_capacity((count as usize).min(r.0.len() / 4));
                 for _ in 0..count {
-                    let member = r.uint()?;
-                    let name = r.str()?.to_owned();
-                    let n = r.uint()?;
-                    let mut lines = Vec::with_capacity((n as usize).min(r.0.len()));
-                    for _ in 0..n {
-                        lines.push(r.str()?.to_owned());
-                    }
-                    said.push(Said {
-                        member,
-                        name,
-                        lines,
-                    });
+                    entries.push(r.entry()?);
                 }
-                Record::Lines { node, said }
+                Record::Batch { node, entries }
             }
-            WHISPER => Record::Whisper {
-                node,
-                member: r.uint()?,
-                name: r.str()?.to_owned(),
-                target: r.str()?.to_owned(),
-                text: r.str()?.to_owned(),
-            },
             _ => return Err(WireError("unknown kind")),
         };
         if !r.0.is_empty() {
@@ -194,19 +176,34 @@ impl Record {
     }
 }
 
-/// Appends one member's lines to a [`Record::Lines`] payload.
-fn put_said(buf: &mut BytesMut, s: &Said) {
-    put_uint(buf, s.member);
-    put_str(buf, &s.name);
-    put_uint(buf, s.lines.len() as u64);
-    for line in &s.lines {
-        put_str(buf, line);
+/// Appends one entry to a [`Record::Batch`] payload.
+fn put_entry(buf: &mut BytesMut, entry: &Entry) {
+    match entry {
+        Entry::Said(s) => {
+            buf.put_u8(SAID);
+            put_uint(buf, s.member);
+            put_str(buf, &s.name);
+            put_uint(buf, s.lines.len() as u64);
+            for line in &s.lines {
+                put_str(buf, line);
+            }
+        }
+        Entry::Whisper(w) => {
+            buf.put_u8(WHISPER);
+            put_uint(buf, w.member);
+            put_str(buf, &w.name);
+            put_str(buf, &w.target);
+            put_str(buf, &w.text);
+        }
     }
 }
 
-/// The size a [`Said`] adds to a payload, near enough to bound a batch.
-pub(crate) fn said_size(s: &Said) -> usize {
-    12 + s.name.len() + s.lines.iter().map(|l| l.len() + 5).sum::<usize>()
+/// The size an [`Entry`] adds to a payload, near enough to bound a batch.
+fn entry_size(entry: &Entry) -> usize {
+    match entry {
+        Entry::Said(s) => 13 + s.name.len() + s.lines.iter().map(|l| l.len() + 5).sum::<usize>(),
+        Entry::Whisper(w) => 26 + w.name.len() + w.target.len() + w.text.len(),
+    }
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -230,6 +227,33 @@ impl<'a> Reader<'a> {
             }
         }
         Err(WireError("integer too large"))
+    }
+
+    fn entry(&mut self) -> Result<Entry, WireError> {
+        Ok(match self.byte()? {
+            SAID => {
+                let member = self.uint()?;
+                let name = self.str()?.to_owned();
+                let n = self.uint()?;
+                // Each line takes at least a byte (its length).
+                let mut lines = Vec::with_capacity((n as usize).min(self.0.len()));
+                for _ in 0..n {
+                    lines.push(self.str()?.to_owned());
+                }
+                Entry::Said(Said {
+                    member,
+                    name,
+                    lines,
+                })
+            }
+            WHISPER => Entry::Whisper(Whisper {
+                member: self.uint()?,
+                name: self.str()?.to_owned(),
+                target: self.str()?.to_owned(),
+                text: self.str()?.to_owned(),
+            }),
+            _ => return Err(WireError("unknown entry kind")),
+        })
     }
 
     fn str(&mut self) -> Result<&'a str, WireError> {
@@ -266,27 +290,30 @@ mod tests {
                 name: "ana".into(),
                 reason: LeaveReason::NodeDied,
             },
-            Record::Lines {
+            Record::Batch {
                 node: node(),
-                said: vec![
-                    Said {
+                entries: vec![
+                    Entry::Said(Said {
                         member: 1,
                         name: "a".into(),
                         lines: vec!["x".into(), "".into(), "a\nb\r".into()],
-                    },
-                    Said {
+                    }),
+                    Entry::Whisper(Whisper {
+                        member: 2,
+                        name: "bob".into(),
+                        target: "ANA".into(),
+                        text: "psst".into(),
+                    }),
+                    Entry::Said(Said {
                         member: 300,
                         name: "b".into(),
                         lines: vec!["y".repeat(1000)],
-                    },
+                    }),
                 ],
             },
-            Record::Whisper {
+            Record::Batch {
                 node: node(),
-                member: 2,
-                name: "bob".into(),
-                target: "ANA".into(),
-                text: "psst".into(),
+                entries: Vec::new(),
             },
         ];
         for r in records {
@@ -302,7 +329,9 @@ mod tests {
         assert!(Record::decode(b"J\x01.\x05\x01a").is_err()); // bad node id
         assert!(Record::decode(b"J\x01a\x05\x01a!").is_err()); // trailing
         assert!(Record::decode(b"J\x01a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01").is_err());
-        assert!(Record::decode(b"P\x01a\xff\xff\xff\xff\x0f").is_err()); // huge count
+        assert!(Record::decode(b"B\x01a\xff\xff\xff\xff\x0f").is_err()); // huge count
+        assert!(Record::decode(b"B\x01a\x01X\x01\x01a\x00").is_err()); // unknown entry
+        assert!(Record::decode(b"B\x01a\x01W\x01\x01a\x01b").is_err()); // no text
     }
 
     proptest! {
@@ -312,13 +341,21 @@ mod tests {
         }
 
         #[test]
-        fn lines_round_trip(said in proptest::collection::vec(
-            (any::<u64>(), ".{0,8}", proptest::collection::vec(".{0,20}", 0..4)), 0..4)) {
-            let r = Record::Lines {
+        fn batches_round_trip(entries in proptest::collection::vec(
+            (any::<u64>(), ".{0,8}", proptest::collection::vec(".{0,20}", 0..4), any::<bool>()), 0..6)) {
+            let r = Record::Batch {
                 node: node(),
-                said: said
+                entries: entries
                     .into_iter()
-                    .map(|(member, name, lines)| Said { member, name, lines })
+                    .map(|(member, name, mut lines, whisper)| {
+                        if whisper {
+                            let text = lines.pop().unwrap_or_default();
+                            let target = lines.pop().unwrap_or_default();
+                            Entry::Whisper(Whisper { member, name, target, text })
+                        } else {
+                            Entry::Said(Said { member, name, lines })
+                        }
+                    })
                     .collect(),
             };
             prop_assert_eq!(Record::decode(&r.encode()), Ok(r));
