@@ -33,7 +33,7 @@ impl OrderTrace {
         let key = fmix64((u64::from(sender) << 44) ^ seq);
         self.hash = fmix64(self.hash ^ key);
         self.count += 1;
-        if self.count % ORDER_STRIDE == 0 {
+        if self.count.is_multiple_of(ORDER_STRIDE) {
             self.checkpoints.push(self.hash);
         }
     }
@@ -114,10 +114,9 @@ mod tests {
             let (from, to) = trace(&swapped)
                 .diverges_from(&trace(&order))
                 .expect("the swap is found");
-            assert!(
-                from <= at as u64 + 1 && at as u64 + 1 <= to,
-                "{at}: {from}..{to}"
-            );
+            // The first delivery that differs (numbered from 1).
+            let first = at as u64 + 1;
+            assert!((from..=to).contains(&first), "{at}: {from}..{to}");
         }
     }
 
