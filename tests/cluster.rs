@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Io};
+use chatcore::ServerConfig;
+use common::{Client, Io, Kind, Trust};
 use nats::NatsServer;
 use nodes::{lines, link_config, Node};
 use procs::ServerProc;
@@ -128,12 +129,24 @@ fn the_same_name_claimed_on_two_nodes_at_once_has_one_winner() {
             (&mut b, &mut a)
         };
         winner.send_line("QUIT");
-        winner.expect_closed();
+        quit_seen(winner);
         loser.send_line(&format!("{name}x"));
         loser.expect(&format!("Welcome to the chat, {name}x!"));
         let _ = loser.read_until(&format!("{name}x has joined the chat."));
         loser.send_line("QUIT");
+        quit_seen(loser);
     }
+}
+
+/// After `QUIT`: the connection closes, with at most the room's notices
+/// accepted before the leave.
+fn quit_seen(client: &mut Client) {
+    let rest = client.read_until_closed();
+    assert!(
+        rest.iter().all(|l| l.ends_with(" the chat.")),
+        "{}: {rest:?}",
+        client.name
+    );
 }
 
 #[test]
@@ -283,4 +296,134 @@ fn tcp_server_without_nats_exits_1_within_10_s() {
     proc.expect_exit(1);
     let log = proc.stderr();
     assert!(log.contains(&format!("cannot use NATS at {url}")), "{log}");
+}
+
+#[test]
+fn websocket_members_chat_across_nodes() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    for (i, &io) in [Io::Events, Io::Threads].iter().enumerate() {
+        let room = format!("ws{i}");
+        let config = || link_config(&nats, &room, 0);
+        let a = Node::start_with("a", config(), io, ServerConfig::default(), true);
+        let b = Node::start_with("b", config(), io, ServerConfig::default(), true);
+        let ws = |node: &Node, name: &str| {
+            let addr = node.ws_addr.expect("a WebSocket listener");
+            let mut client = Client::connect_over(Kind::Ws, addr, &Trust::default());
+            client.name = format!("{name}@{}", node.label);
+            client.expect("NAME");
+            client.send_line(name);
+            client.expect(&format!("Welcome to the chat, {name}!"));
+            client.expect(&format!("{name} has joined the chat."));
+            client
+        };
+        let mut ana = ws(&a, "ana");
+        let mut bob = b.join("bob");
+        ana.expect("bob has joined the chat.");
+        let mut cy = ws(&b, "cy");
+        for c in [&mut ana, &mut bob] {
+            c.expect("cy has joined the chat.");
+        }
+        ana.send_line("over websocket");
+        bob.send_line("\\w cy psst");
+        for c in [&mut ana, &mut bob] {
+            c.expect("ana: over websocket");
+        }
+        // Two senders: either order.
+        let mut got = lines(&mut cy, 2);
+        got.sort();
+        assert_eq!(got, ["ana: over websocket", "priv(bob): psst"]);
+        cy.send_line("QUIT");
+        cy.expect_closed_with(1000);
+        ana.expect("cy has left the chat.");
+        bob.expect("cy has left the chat.");
+    }
+}
+
+#[test]
+fn a_slow_consumer_on_one_node_leaves_every_node_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let config = || link_config(&nats, "slow", 0);
+    // The slow member's node holds 32 KiB for it; the others 1 MiB.
+    let small = ServerConfig::default().queue_bytes(32 * 1024);
+    let a = Node::start_with("a", config(), Io::Events, small, false);
+    let b = Node::start("b", config(), Io::Threads);
+    let _sloth = common::connect_never_reading(a.addr, "sloth");
+    let mut talker = b.join("talker");
+    // Until the room has sloth (each ask is a round trip through it).
+    loop {
+        talker.send_line("\\list");
+        let line = loop {
+            let line = talker.line();
+            if line.starts_with("Users online") {
+                break line;
+            }
+        };
+        if line.contains("sloth") {
+            break;
+        }
+    }
+    let mut watcher = b.join("watcher");
+    talker.read_until("watcher has joined the chat.");
+    // Far more than the slow member's queue and its kernel buffers, and
+    // less than the others' queues.
+    const LINES: usize = 3000;
+    let mut stream = talker.stream().try_clone().expect("a clone");
+    let sender = thread::spawn(move || {
+        use std::io::Write;
+        let text = "x".repeat(200);
+        let flood: String = (0..LINES).map(|i| format!("{i} {text}\n")).collect();
+        stream.write_all(flood.as_bytes()).expect("the flood");
+    });
+    let mut before = Vec::new();
+    for c in [&mut talker, &mut watcher] {
+        let lines = c.read_until("sloth has left the chat.");
+        assert!(
+            lines.len() < LINES,
+            "{} lines before the leave",
+            lines.len()
+        );
+        assert!(
+            lines.iter().all(|l| l.starts_with("talker: ")),
+            "{}",
+            c.name
+        );
+        before.push(lines.len());
+    }
+    assert_eq!(before[0], before[1], "one place in one order");
+    sender.join().expect("the sender");
+    talker.send_line("after");
+    for (c, before) in [&mut talker, &mut watcher].into_iter().zip(before) {
+        let rest = c.read_until("talker: after");
+        assert_eq!(before + rest.len(), LINES, "{}: every line once", c.name);
+        assert!(
+            !rest.iter().any(|l| l.contains("has left")),
+            "one notice only"
+        );
+    }
+}
+
+#[test]
+fn history_outlives_every_node() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut first = Node::start("first", link_config(&nats, "lasting", 2), Io::Events);
+    let mut ana = first.join("ana");
+    for text in ["one", "two", "three"] {
+        ana.send_line(text);
+        ana.expect(&format!("ana: {text}"));
+    }
+    first.stop();
+    ana.expect("Server is shutting down.");
+    ana.expect_closed();
+    // No node left; a new one has the room's last lines all the same.
+    let second = Node::start("second", link_config(&nats, "lasting", 2), Io::Threads);
+    let (mut bob, history) = second.join_with_history("bob");
+    assert_eq!(history, ["ana: two", "ana: three"]);
+    bob.send_line("\\list");
+    bob.expect("Users online (1): bob");
 }

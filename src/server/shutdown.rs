@@ -44,7 +44,10 @@ impl Shutdown {
         }
     }
 
-    /// Begins the shutdown. Returns at once; later calls do nothing.
+    /// Begins the shutdown. Returns at once (with a
+    /// [`RoomBackend`](crate::room::RoomBackend), once it has closed its
+    /// room: a room across servers first waits, briefly, for its members'
+    /// lines still on their way); later calls do nothing.
     pub fn trigger(&self) {
         if self.inner.triggered.swap(true, Ordering::SeqCst) {
             return;

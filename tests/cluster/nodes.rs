@@ -26,7 +26,10 @@ pub fn link_config(nats: &NatsServer, room: &str, history: usize) -> LinkConfig 
 /// A node in this process.
 pub struct Node {
     pub label: String,
+    /// Its TCP line listener.
     pub addr: SocketAddr,
+    /// Its WebSocket listener, if it has one.
+    pub ws_addr: Option<SocketAddr>,
     pub cluster: Arc<ClusterRoom>,
     shutdown: Shutdown,
     stopped: Option<mpsc::Receiver<Result<(), ServerError>>>,
@@ -35,11 +38,29 @@ pub struct Node {
 impl Node {
     /// Starts a node of `config`'s room, driven as `io` says.
     pub fn start(label: &str, config: LinkConfig, io: Io) -> Node {
+        Self::start_with(label, config, io, ServerConfig::default(), false)
+    }
+
+    /// [`Node::start`] with the server's limits, and a WebSocket listener
+    /// too if `ws`.
+    pub fn start_with(
+        label: &str,
+        config: LinkConfig,
+        io: Io,
+        limits: ServerConfig,
+        ws: bool,
+    ) -> Node {
         let _ = env_logger::builder().is_test(true).try_init();
         let cluster = ClusterRoom::connect(config).expect("the node connects to NATS");
         let transport = TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = transport.local_addr();
-        let server = Server::with_room(transport, ServerConfig::default(), cluster.clone());
+        let mut server = Server::with_room(transport, limits, cluster.clone());
+        let mut ws_addr = None;
+        if ws {
+            let transport = TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            ws_addr = Some(transport.local_addr());
+            server.add_listener(chatcore::server::Listener::ws(transport));
+        }
         let shutdown = server.shutdown_handle();
         let on_fatal = shutdown.clone();
         cluster.on_fatal(move |_| on_fatal.trigger());
@@ -53,6 +74,7 @@ impl Node {
         Node {
             label: label.to_owned(),
             addr,
+            ws_addr,
             cluster,
             shutdown,
             stopped: Some(stopped),
