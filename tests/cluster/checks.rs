@@ -42,9 +42,7 @@ pub fn assert_one_order(seqs: &[(&str, &[String])]) {
 /// The texts of `sender`'s public lines in `seq`, in order.
 pub fn said_by<'a>(seq: &'a [String], sender: &str) -> Vec<&'a str> {
     let prefix = format!("{sender}: ");
-    seq.iter()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .collect()
+    seq.iter().filter_map(|l| l.strip_prefix(&prefix)).collect()
 }
 
 /// `sender`'s lines in `seq` are exactly `want`, in order, each once.

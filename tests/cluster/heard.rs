@@ -185,7 +185,11 @@ impl Heard {
             .iter()
             .position(|l| l == to)
             .unwrap_or_else(|| panic!("{}: {to:?} not heard after {from:?}", self.label));
-        assert!(self.when(from).is_some(), "{}: {from:?} not heard", self.label);
+        assert!(
+            self.when(from).is_some(),
+            "{}: {from:?} not heard",
+            self.label
+        );
         after[..end].to_vec()
     }
 
@@ -216,31 +220,6 @@ impl Heard {
     }
 }
 
-/// Writes `lines` to `stream` as fast as it takes them, `burst` lines per
-/// write, on its own thread. Returns how many lines were written (all of
-/// them unless the connection broke) and when it finished.
-pub fn flat_out(
-    mut stream: TcpStream,
-    lines: Vec<String>,
-    burst: usize,
-) -> thread::JoinHandle<(usize, Instant)> {
-    thread::spawn(move || {
-        let mut written = 0;
-        for chunk in lines.chunks(burst.max(1)) {
-            let mut bytes = Vec::new();
-            for line in chunk {
-                bytes.extend_from_slice(line.as_bytes());
-                bytes.push(b'\n');
-            }
-            if stream.write_all(&bytes).is_err() {
-                break;
-            }
-            written += chunk.len();
-        }
-        (written, Instant::now())
-    })
-}
-
 /// Has `member` send `<name> <i>` (its label, `i` counting from 0) flat
 /// out in bursts of `burst` lines, each burst as soon as the last one's
 /// last line came back (so at most `burst` of its lines are in flight and
@@ -249,9 +228,30 @@ pub fn flat_out(
 /// fails). `progress` hears how many of its lines came back after each
 /// burst. Returns the member and how many lines it wrote.
 pub fn talk(
+    member: Heard,
+    burst: usize,
+    deadline: Instant,
+    done: impl Fn(&Heard) -> bool + Send + 'static,
+    progress: Option<mpsc::Sender<usize>>,
+) -> thread::JoinHandle<(Heard, usize)> {
+    let name = member.label.clone();
+    talk_with(
+        member,
+        burst,
+        deadline,
+        move |i| format!("{name} {i}"),
+        done,
+        progress,
+    )
+}
+
+/// [`talk`], sending `line(i)` as its `i`th line (commands included: the
+/// last line of each burst must be public text, which comes back).
+pub fn talk_with(
     mut member: Heard,
     burst: usize,
     deadline: Instant,
+    line: impl Fn(usize) -> String + Send + 'static,
     done: impl Fn(&Heard) -> bool + Send + 'static,
     progress: Option<mpsc::Sender<usize>>,
 ) -> thread::JoinHandle<(Heard, usize)> {
@@ -262,16 +262,17 @@ pub fn talk(
         while !done(&member) {
             let mut bytes = Vec::new();
             for i in sent..sent + burst {
-                bytes.extend_from_slice(format!("{name} {i}\n").as_bytes());
+                bytes.extend_from_slice(line(i).as_bytes());
+                bytes.push(b'\n');
             }
             if writer.write_all(&bytes).is_err() {
                 break;
             }
             sent += burst;
-            let last = format!("{name}: {name} {}", sent - 1);
+            let last = format!("{name}: {}", line(sent - 1));
             loop {
                 match member.next_by(deadline) {
-                    Some(line) if line.text == last => break,
+                    Some(heard) if heard.text == last => break,
                     Some(_) => {}
                     None => return (member, sent),
                 }

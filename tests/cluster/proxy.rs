@@ -8,9 +8,9 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a stalled pump looks again (a cut lasts seconds).
 const STALL: Duration = Duration::from_millis(5);
@@ -21,6 +21,8 @@ pub struct NatsProxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    /// When bytes last went through, either way.
+    last_traffic: Arc<Mutex<Instant>>,
 }
 
 impl NatsProxy {
@@ -30,7 +32,8 @@ impl NatsProxy {
         let addr = listener.local_addr().expect("the proxy's address");
         let cut = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
-        let (c, d) = (cut.clone(), closed.clone());
+        let last_traffic = Arc::new(Mutex::new(Instant::now()));
+        let (c, d, t) = (cut.clone(), closed.clone(), last_traffic.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 if d.load(Ordering::SeqCst) {
@@ -38,6 +41,7 @@ impl NatsProxy {
                 }
                 let Ok(client) = client else { continue };
                 let cut = c.clone();
+                let traffic = t.clone();
                 thread::spawn(move || {
                     wait_while(&cut);
                     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
@@ -48,13 +52,18 @@ impl NatsProxy {
                     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                         return;
                     };
-                    let up = cut.clone();
-                    thread::spawn(move || pump(client, server, &up));
-                    pump(s2, c2, &cut);
+                    let (up, up_traffic) = (cut.clone(), traffic.clone());
+                    thread::spawn(move || pump(client, server, &up, &up_traffic));
+                    pump(s2, c2, &cut, &traffic);
                 });
             }
         });
-        NatsProxy { addr, cut, closed }
+        NatsProxy {
+            addr,
+            cut,
+            closed,
+            last_traffic,
+        }
     }
 
     /// The URL a node behind this proxy connects to.
@@ -65,6 +74,29 @@ impl NatsProxy {
     /// Cuts every connection through it (and any new one) off.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+    }
+
+    /// Cuts every connection off at the first moment nothing has gone
+    /// through for `quiet` (within `within`, or fails the test); returns
+    /// that moment. Whatever NATS last told the node, it told it `quiet`
+    /// before the cut or earlier.
+    pub fn cut_when_quiet(&self, quiet: Duration, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                // Held while cutting: no byte goes through meanwhile.
+                let last = self.last_traffic.lock().expect("the proxy's clock");
+                if last.elapsed() >= quiet {
+                    self.cut();
+                    return Instant::now();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the link to NATS was never quiet for {quiet:?}"
+            );
+            thread::sleep(STALL);
+        }
     }
 
     /// Forwards again.
@@ -89,7 +121,7 @@ fn wait_while(cut: &AtomicBool) {
 }
 
 /// Copies `from` to `to`, holding each read while the proxy is cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool, traffic: &Mutex<Instant>) {
     let mut buf = vec![0; 64 * 1024];
     loop {
         wait_while(cut);
@@ -97,7 +129,16 @@ fn pump(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        wait_while(cut);
+        // Stamped under the lock that a cut takes, so that a cut never
+        // falls between a stamp and its write.
+        loop {
+            wait_while(cut);
+            let Ok(mut last) = traffic.lock() else { return };
+            if !cut.load(Ordering::SeqCst) {
+                *last = Instant::now();
+                break;
+            }
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }

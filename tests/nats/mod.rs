@@ -118,7 +118,10 @@ impl NatsServer {
             .arg(child.id().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -{name} nats-server failed: {status}");
+        assert!(
+            status.success(),
+            "kill -{name} nats-server failed: {status}"
+        );
     }
 
     /// Starts it (again) on the same port with the same store, and waits
