@@ -152,41 +152,6 @@ fn nats_unreachable_at_start_is_a_clear_error_within_10_s() {
 }
 
 #[test]
-fn links_started_together_on_a_new_room_all_connect() {
-    // Nodes started at the same moment (as a script or an orchestrator
-    // does) race to make the room's stream and buckets: every one of them
-    // must find or make them, whoever wins.
-    let Some(nats) = NatsServer::start() else {
-        return;
-    };
-    for round in 0..12 {
-        let room = format!("together{round}");
-        let start = std::sync::Barrier::new(6);
-        let outcomes: Vec<Result<RoomLink, LinkError>> = thread::scope(|s| {
-            let handles: Vec<_> = (0..6)
-                .map(|_| {
-                    let config = config(&nats, &room);
-                    let start = &start;
-                    s.spawn(move || {
-                        start.wait();
-                        RoomLink::connect(config, |_| {})
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("no panic"))
-                .collect()
-        });
-        for outcome in outcomes {
-            if let Err(e) = outcome {
-                panic!("{room}: a link started with the others failed: {e}");
-            }
-        }
-    }
-}
-
-#[test]
 fn the_same_name_claimed_on_two_links_at_once_has_one_winner() {
     let Some(nats) = NatsServer::start() else {
         return;

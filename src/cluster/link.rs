@@ -70,10 +70,12 @@ impl RoomLink {
     /// calls `sink`. Blocks until then: at most about
     /// [`LinkConfig::connect_timeout`] when NATS cannot be reached.
     pub fn connect(config: LinkConfig, sink: impl LinkSink) -> Result<RoomLink, LinkError> {
-        if config.dead_after <= config.give_up_after + config.heartbeat {
-            // Else a node could be announced while it still serves.
+        if config.dead_after <= config.give_up_after + config.heartbeat * 2 {
+            // Else a node could be announced while it still serves: its last
+            // stored heartbeat and its first unanswered one can each be a
+            // heartbeat away from the cut.
             return Err(LinkError::Config(
-                "dead_after must exceed give_up_after plus heartbeat",
+                "dead_after must exceed give_up_after plus twice heartbeat",
             ));
         }
         if config.heartbeat.is_zero() {

@@ -87,18 +87,20 @@
 //! # Liveness
 //!
 //! Each node rewrites its heartbeat key every [`LinkConfig::heartbeat`]. A
-//! node that has had no answer from NATS for [`LinkConfig::give_up_after`]
-//! (5 s) considers itself dead: its sink gets [`LinkEvent::Fatal`] and it
-//! stops delivering. Every node polls the heartbeats; one whose key has not
+//! node cut off from NATS for [`LinkConfig::give_up_after`] (5 s: a
+//! heartbeat left unanswered that long, with no other answer meanwhile)
+//! considers itself dead: its sink gets [`LinkEvent::Fatal`] and it stops
+//! delivering. Every node polls the heartbeats; one whose key has not
 //! changed (or that has had no key while it serves members) for
 //! [`LinkConfig::dead_after`] (7 s) of the poller's own clock, while the
 //! poller itself kept reading the heartbeats, is dead: the poller publishes
 //! a leave for each of its members, each with a `Nats-Msg-Id` made of the
 //! dead node and the member (the id that node's own leave would have used),
 //! so several survivors cause one notice each, then frees their names and
-//! removes the dead node's heartbeat. Since 7 s > 5 s, a node is announced
-//! only after it has stopped serving; with the default timings the
-//! announcement comes about 7 to 8.5 s after the death.
+//! removes the dead node's heartbeat. Since 7 s exceeds 5 s plus two
+//! heartbeats, a node is announced only after it has stopped serving; with
+//! the default timings the announcement comes about 7 to 8.5 s after the
+//! death.
 //!
 //! # Failures
 //!
@@ -152,10 +154,11 @@ pub struct LinkConfig {
     /// How often the node rewrites its heartbeat and polls the others'.
     pub heartbeat: Duration,
     /// How long another node's heartbeat must stand still before it is
-    /// announced dead. Must exceed `give_up_after` plus `heartbeat`.
+    /// announced dead. Must exceed `give_up_after` plus twice `heartbeat`.
     pub dead_after: Duration,
-    /// How long this node may go without an answer from NATS before it
-    /// considers itself dead ([`LinkEvent::Fatal`]).
+    /// How long this node may be cut off from NATS (a heartbeat left
+    /// unanswered, and no other answer meanwhile) before it considers
+    /// itself dead ([`LinkEvent::Fatal`]).
     pub give_up_after: Duration,
     /// The bound on reaching NATS and setting up the stream and buckets at
     /// start.

@@ -17,37 +17,6 @@ use super::names::{NodeId, RoomName};
 use super::roster::Roster;
 use super::LinkConfig;
 
-/// How many times finding or making the stream or a bucket (and the first
-/// write to it) is tried. Nodes that start together race to make them, and
-/// nats-server 2.9 may answer a loser "subjects overlap with an existing
-/// stream" rather than finding the stream the winner just made, or refuse
-/// a write to it for a moment; the next try finds it, or writes.
-const MAKE_TRIES: u32 = 5;
-
-/// The pause between those tries.
-const MAKE_PAUSE: Duration = Duration::from_millis(50);
-
-/// Runs `attempt` until it succeeds, at most [`MAKE_TRIES`] times; the
-/// last error otherwise.
-async fn retried<T, E, F>(mut attempt: impl FnMut() -> F) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: std::future::Future<Output = Result<T, E>>,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tries < MAKE_TRIES => {
-                log::debug!("setting up the room, retried: {e}");
-                tries += 1;
-                tokio::time::sleep(MAKE_PAUSE).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Connects and makes (or finds) the stream and the buckets.
 pub(crate) async fn setup(
     config: LinkConfig,
@@ -104,16 +73,18 @@ pub(crate) async fn setup(
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    retried(|| js.get_or_create_stream(stream_config.clone()))
-        .await
-        .map_err(|e| format!("cannot set up the stream {}: {e}", room.stream()))?;
-    let names = bucket(&js, room.names_bucket(), Duration::ZERO).await?;
-    let nodes = bucket(&js, room.nodes_bucket(), Duration::from_secs(60)).await?;
-    // A bucket another node has just made may not take writes for a
-    // moment ("no stream found for given subject"): retried too.
-    retried(|| nodes.put(node.as_str(), Bytes::from_static(b"0")))
-        .await
-        .map_err(|e| format!("cannot write this node's heartbeat: {e}"))?;
+    let mut tries = 0;
+    let (names, nodes) = loop {
+        tries += 1;
+        match make_room(&js, &room, &stream_config, &node).await {
+            Ok(made) => break made,
+            Err(error) if tries < SETUP_TRIES => {
+                log::debug!("room {room}: setting up again after: {error}");
+                tokio::time::sleep(SETUP_PAUSE).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
 
     let prefix = room.subject_prefix();
     let stream = room.stream();
@@ -139,12 +110,44 @@ pub(crate) async fn setup(
             abandoned: HashSet::new(),
         }),
         last_ok: Mutex::new(Instant::now()),
+        asked: Mutex::new(None),
         failed: AtomicBool::new(false),
         stopped,
         dead: Mutex::new(HashSet::new()),
         connections: conn_rx,
         config,
     })
+}
+
+/// How many times start-up tries to make (or find) the room's stream and
+/// buckets and to write its first heartbeat. Nodes that start at the same
+/// moment on a new room all make them, and nats-server can answer those
+/// that lose the race that their stream's subjects overlap the winner's
+/// stream, or that a bucket's first write has no stream yet; the next try
+/// finds everything made.
+const SETUP_TRIES: u32 = 5;
+
+/// The pause between two tries.
+const SETUP_PAUSE: Duration = Duration::from_millis(100);
+
+/// Makes (or finds) the stream and the buckets, and writes this node's
+/// first heartbeat. Returns the names and the nodes buckets.
+async fn make_room(
+    js: &jetstream::Context,
+    room: &RoomName,
+    stream_config: &stream::Config,
+    node: &NodeId,
+) -> Result<(kv::Store, kv::Store), String> {
+    js.get_or_create_stream(stream_config.clone())
+        .await
+        .map_err(|e| format!("cannot set up the stream {}: {e}", room.stream()))?;
+    let names = bucket(js, room.names_bucket(), Duration::ZERO).await?;
+    let nodes = bucket(js, room.nodes_bucket(), Duration::from_secs(60)).await?;
+    nodes
+        .put(node.as_str(), Bytes::from_static(b"0"))
+        .await
+        .map_err(|e| format!("cannot write this node's heartbeat: {e}"))?;
+    Ok((names, nodes))
 }
 
 /// Finds or makes a key-value bucket (history 1, on file).
@@ -177,55 +180,10 @@ async fn bucket(
         num_replicas: 1,
         ..Default::default()
     };
-    retried(|| js.get_or_create_stream(config.clone()))
+    js.get_or_create_stream(config)
         .await
         .map_err(|e| format!("cannot set up the bucket {name}: {e}"))?;
     js.get_key_value(name.as_str())
         .await
         .map_err(|e| format!("cannot open the bucket {name}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::cell::Cell;
-
-    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime")
-            .block_on(f)
-    }
-
-    #[test]
-    fn a_lost_race_to_make_the_stream_is_tried_again() {
-        // The first try loses the race; the second finds the stream.
-        let tries = Cell::new(0);
-        let outcome = block_on(retried(|| {
-            tries.set(tries.get() + 1);
-            let first = tries.get() == 1;
-            async move {
-                if first {
-                    Err("subjects overlap with an existing stream")
-                } else {
-                    Ok("found")
-                }
-            }
-        }));
-        assert_eq!(outcome, Ok("found"));
-        assert_eq!(tries.get(), 2);
-    }
-
-    #[test]
-    fn a_lasting_failure_is_the_last_error_after_a_few_tries() {
-        let tries = Cell::new(0);
-        let outcome: Result<(), String> = block_on(retried(|| {
-            tries.set(tries.get() + 1);
-            let n = tries.get();
-            async move { Err(format!("refused {n}")) }
-        }));
-        assert_eq!(outcome, Err(format!("refused {MAKE_TRIES}")));
-        assert_eq!(tries.get(), MAKE_TRIES);
-    }
 }

@@ -141,6 +141,11 @@ impl ServerProc {
         assert!(status.success(), "kill -{name} failed: {status}");
     }
 
+    /// Whether it is still running (it has not exited).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits, bounded by `within`, for it to exit.
     pub fn wait_exit_within(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
