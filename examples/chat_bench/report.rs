@@ -115,6 +115,14 @@ impl Report {
         }
     }
 
+    /// CPU time a process spent over the run (the drain included) per
+    /// payload delivered in it: unlike deliveries/s, it holds still when
+    /// other programs share the machine. `None` without deliveries.
+    pub fn cpu_ns_per_delivery(&self, t: &ProcTrace) -> Option<f64> {
+        (self.deliveries > 0)
+            .then(|| (t.after.cpu_secs - t.connected.cpu_secs) * 1e9 / self.deliveries as f64)
+    }
+
     pub fn joins_per_sec(&self) -> f64 {
         per_sec(self.joined as u64, self.connect_secs)
     }
@@ -320,10 +328,14 @@ impl Report {
             );
         }
         let mut proc_rows = |who: &str, t: &ProcTrace| {
+            let per_delivery = self
+                .cpu_ns_per_delivery(t)
+                .map(|ns| format!(" ({ns:.1} ns per delivery)"))
+                .unwrap_or_default();
             row(
                 &format!("{who} cpu"),
                 format!(
-                    "connect {:.2} s, run {:.2} s",
+                    "connect {:.2} s, run {:.2} s{per_delivery}",
                     t.connected.cpu_secs - t.before.cpu_secs,
                     t.after.cpu_secs - t.connected.cpu_secs
                 ),
@@ -430,6 +442,9 @@ impl Report {
                 &format!("{prefix}_cpu_run_secs"),
                 t.after.cpu_secs - t.connected.cpu_secs,
             );
+            if let Some(ns) = self.cpu_ns_per_delivery(t) {
+                j.num(&format!("{prefix}_cpu_ns_per_delivery"), ns);
+            }
             j.num(&format!("{prefix}_rss_before_kib"), t.before.rss_kib as f64);
             j.num(
                 &format!("{prefix}_rss_connected_kib"),
