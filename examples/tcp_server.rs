@@ -6,8 +6,16 @@
 //!     [--max-line <bytes>] [--queue-bytes <bytes>] [--name-timeout <seconds>]
 //!     [--io events|threads] [--loops <n>] [--backlog <n>]
 //!     [--tls-addr <host:port>] [--ws-addr <host:port>] [--wss-addr <host:port>]
-//!     [--tls-cert <file> --tls-key <file>]
+//!     [--tls-cert <file> --tls-key <file>] [--history <n>]
+//!     [--nats <url> [--room <name>]]
 //! ```
+//!
+//! With `--nats` (built with `--features nats`), the server is one node of
+//! the room `--room` (default `chat`) shared by every server on that NATS
+//! server: `cargo run --features nats --example tcp_server -- --nats
+//! nats://127.0.0.1:4222 --room lobby`. NATS unreachable at start, or an
+//! invalid room name: exit status 1. Cut off from NATS for longer than 5 s:
+//! it shuts down as on SIGTERM and exits with status 1.
 //!
 //! Prints `Server listening on <ip>:<port>` (the TCP line listener) as its
 //! first line on standard output, then one line per extra listener, in this
@@ -33,8 +41,12 @@ use std::time::Duration;
 use chatcore::server::Listener;
 use chatcore::{Server, ServerConfig, TcpTransport};
 use clap::{Parser, ValueEnum};
+use room::{RoomArgs, ServerRoom};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+#[path = "tcp_server/room.rs"]
+mod room;
 
 /// A line-based chat server.
 #[derive(Debug, Parser)]
@@ -83,6 +95,8 @@ struct Args {
     /// The TLS certificate's private key, PEM (needs --tls-cert).
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    room: RoomArgs,
 }
 
 /// How the server drives its connections.
@@ -175,7 +189,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = Server::new(transport, config);
+    let room = match ServerRoom::open(&args.room) {
+        Ok(room) => room,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = Server::with_room(transport, config, room.room());
     for listener in listeners {
         server.add_listener(listener);
     }
@@ -187,6 +208,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    room.shut_down_on_failure(server.shutdown_handle());
     let shutdown = server.shutdown_handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
@@ -225,8 +247,10 @@ fn main() -> ExitCode {
         Io::Events => server.run_event_loops(args.loops),
         Io::Threads => server.run(),
     };
+    let room_ok = room.finish();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) if room_ok => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::FAILURE,
         Err(error) => {
             log::error!("{}", with_causes(&error));
             ExitCode::FAILURE

@@ -36,7 +36,9 @@
 //!
 //! - [`protocol`]: framing ([`LineCodec`](protocol::LineCodec)), commands,
 //!   names, and every server line ([`Reply`](protocol::Reply)).
-//! - [`room`]: [`ChatRoom`] and [`MemberId`].
+//! - [`room`]: [`ChatRoom`] and [`MemberId`]; [`Room`](room::Room), what a
+//!   session speaks to: the in-process room, or a
+//!   [`RoomBackend`](room::RoomBackend) whose answers may come later.
 //! - [`outbox`]: a member's bounded queue of lines ([`Outbox`]), and the
 //!   room log it reads: each public line is kept once for the whole room,
 //!   and a room's memory is bounded by the members' limit, not by their
@@ -51,7 +53,8 @@
 //!   stack of yours) for the same room, on the same event loops.
 //! - [`error`]: one error enum per layer, joined in [`Error`].
 //! - `cluster` (with the `nats` feature): one room across several servers,
-//!   through NATS JetStream.
+//!   through NATS JetStream; `cluster::ClusterRoom` makes a server one node
+//!   of it.
 //!
 //! Dependencies point one way: `protocol` and `outbox` need nothing; `room`
 //! needs both; `session` needs `room`; `transport` needs none of them;

@@ -2,9 +2,6 @@
 //! idle, storm, churn), short, against a server with a listener per
 //! transport ([`TestServer::with_transports`]); each run must pass its own
 //! checks (nothing lost, duplicated or misordered; every client answered).
-//!
-//! Until the event loops run layers, the TLS, WS and WSS listeners are
-//! served by the threaded driver through `tests/common/layered.rs`.
 #![cfg(all(feature = "tls", feature = "websocket"))]
 
 mod common;

@@ -1,19 +1,20 @@
-//! Commands after joining, over real TCP: public text, `\w`, `\list`,
-//! `\help`, and blank lines.
+//! Commands after joining, over every transport: public text, `\w`,
+//! `\list`, `\help`, and blank lines.
 mod common;
 
-use common::{Client, TestServer, IO_MODES};
+use chatcore::ServerConfig;
+use common::{each_transport, Client, Kind, TestServer, TRANSPORTS};
 
 const HELP: &str = "Commands: \\w <name> <message>, \\list, \\help, QUIT";
 const USAGE: &str = "Usage: \\w <name> <message>";
 
 /// Three members, `ana`, `bob` and `cy`, joined in that order, with every
-/// join notice read.
-fn trio(server: &TestServer) -> (Client, Client, Client) {
-    let mut ana = server.join("ana");
-    let mut bob = server.join("bob");
+/// join notice read, all over `kind`.
+fn trio(server: &TestServer, kind: Kind) -> (Client, Client, Client) {
+    let mut ana = server.join_over(kind, "ana");
+    let mut bob = server.join_over(kind, "bob");
     ana.expect("bob has joined the chat.");
-    let cy = server.join("cy");
+    let cy = server.join_over(kind, "cy");
     ana.expect("cy has joined the chat.");
     bob.expect("cy has joined the chat.");
     (ana, bob, cy)
@@ -21,23 +22,21 @@ fn trio(server: &TestServer) -> (Client, Client, Client) {
 
 #[test]
 fn public_text_reaches_everyone_including_the_sender() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         bob.send_line("hello all");
         for member in [&mut ana, &mut bob, &mut cy] {
             member.expect("bob: hello all");
             member.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
 fn public_text_is_kept_as_sent_with_inner_leading_and_trailing_spaces() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         for text in [
             "a  b   c",
@@ -51,15 +50,14 @@ fn public_text_is_kept_as_sent_with_inner_leading_and_trailing_spaces() {
             ana.expect(&format!("ana: {text}"));
             bob.expect(&format!("ana: {text}"));
         }
-    }
+    });
 }
 
 #[test]
 fn lines_that_only_look_like_commands_are_public_text() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         for text in [
             "\\o/",
@@ -83,28 +81,26 @@ fn lines_that_only_look_like_commands_are_public_text() {
         // `ana` is still here: none of those was a QUIT.
         bob.send_line("\\list");
         bob.expect("Users online (2): ana, bob");
-    }
+    });
 }
 
 #[test]
 fn whisper_reaches_the_target_alone_and_the_sender_gets_nothing() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         ana.send_line("\\w bob see you  at  noon ");
         bob.expect("priv(ana): see you  at  noon ");
         ana.expect_nothing_pending();
         cy.expect_nothing_pending();
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn whisper_target_is_matched_without_regard_to_case() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut nandu = server.join("Ñandú");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut nandu = server.join_over(kind, "Ñandú");
         ana.expect("Ñandú has joined the chat.");
         ana.send_line("\\w BOB x");
         ana.expect("User 'BOB' not found.");
@@ -114,42 +110,39 @@ fn whisper_target_is_matched_without_regard_to_case() {
         ana.expect("priv(Ñandú): hi");
         ana.expect_nothing_pending();
         nandu.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn whisper_to_self_is_allowed() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         ana.send_line("\\w ANA note to self");
         ana.expect("priv(ana): note to self");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn whisper_separators_may_be_several_spaces_or_tabs() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         ana.send_line("\\w   bob \t  a  b");
         bob.expect("priv(ana): a  b");
         ana.send_line("\\w\tbob\thi");
         bob.expect("priv(ana): hi");
         ana.expect_nothing_pending();
         cy.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn whisper_without_target_or_text_gets_usage() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         for line in [
             "\\w",
@@ -165,53 +158,50 @@ fn whisper_without_target_or_text_gets_usage() {
         }
         bob.expect_nothing_pending();
         ana.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn whisper_to_nobody_online_gets_not_found_with_the_target_as_sent() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         ana.send_line("\\w nobody x");
         ana.expect("User 'nobody' not found.");
         ana.send_line("\\w NoBody some text");
         ana.expect("User 'NoBody' not found.");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn list_is_in_join_order_after_a_leave_and_rejoin() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         ana.send_line("\\list");
         ana.expect("Users online (3): ana, bob, cy");
 
         bob.send_line("QUIT");
-        bob.expect_closed();
+        bob.expect_closed_with(1000);
         ana.expect("bob has left the chat.");
         cy.expect("bob has left the chat.");
 
-        let _bob = server.join("bob");
+        let _bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         cy.expect("bob has joined the chat.");
         ana.send_line("\\list");
         ana.expect("Users online (3): ana, cy, bob");
         cy.send_line("\\list");
         cy.expect("Users online (3): ana, cy, bob");
-    }
+    });
 }
 
 #[test]
 fn list_goes_to_the_sender_alone_and_ignores_words_after_it() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         for line in ["\\list", "\\list all of them", "\\list\tplease", "\\list "] {
             ana.send_line(line);
@@ -219,15 +209,14 @@ fn list_goes_to_the_sender_alone_and_ignores_words_after_it() {
             assert_eq!(got, "Users online (2): ana, bob", "after {line:?}");
         }
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn help_has_the_exact_text_and_ignores_words_after_it() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         for line in ["\\help", "\\help me please", "\\help\tnow", "\\help "] {
             ana.send_line(line);
@@ -235,15 +224,14 @@ fn help_has_the_exact_text_and_ignores_words_after_it() {
             assert_eq!(got, HELP, "after {line:?}");
         }
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn blank_lines_after_joining_are_ignored() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         ana.send(b"\n");
         ana.send(b"   \n");
@@ -254,15 +242,14 @@ fn blank_lines_after_joining_are_ignored() {
         // produced a line, it would come first.
         ana.expect_nothing_pending();
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn line_of_only_no_break_spaces_is_public_text() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         ana.send_line("\u{a0}");
         ana.expect("ana: \u{a0}");
@@ -270,5 +257,5 @@ fn line_of_only_no_break_spaces_is_public_text() {
         ana.send_line(" \u{a0} ");
         ana.expect("ana:  \u{a0} ");
         bob.expect("ana:  \u{a0} ");
-    }
+    });
 }

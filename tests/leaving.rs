@@ -1,9 +1,11 @@
-//! Leaving over real TCP: `QUIT`, abrupt disconnects and half-closes each
-//! give exactly one leave notice, and by the time it is read the member is
-//! gone (name free, not in `\list`, not found by `\w`).
+//! Leaving over every transport: `QUIT`, abrupt disconnects and
+//! half-closes (over WebSocket, the client's close frame) each give exactly
+//! one leave notice, and by the time it is read the member is gone (name
+//! free, not in `\list`, not found by `\w`).
 mod common;
 
-use common::{Client, TestServer, IO_MODES};
+use chatcore::ServerConfig;
+use common::{each_transport, Client, Kind, TestServer, TRANSPORTS};
 
 /// How a member leaves.
 #[derive(Debug, Clone, Copy)]
@@ -12,19 +14,20 @@ enum Exit {
     Quit,
     /// Drops its connection without a word.
     Drop,
-    /// Ends its input (a half-close) and keeps reading.
+    /// Ends its input (a half-close; over TLS after its `close_notify`,
+    /// over WebSocket a close frame) and keeps reading.
     HalfClose,
 }
 
 const EXITS: [Exit; 3] = [Exit::Quit, Exit::Drop, Exit::HalfClose];
 
 /// Three members, `ana`, `bob` and `cy`, joined in that order, with every
-/// join notice read.
-fn trio(server: &TestServer) -> (Client, Client, Client) {
-    let mut ana = server.join("ana");
-    let mut bob = server.join("bob");
+/// join notice read, all over `kind`.
+fn trio(server: &TestServer, kind: Kind) -> (Client, Client, Client) {
+    let mut ana = server.join_over(kind, "ana");
+    let mut bob = server.join_over(kind, "bob");
     ana.expect("bob has joined the chat.");
-    let cy = server.join("cy");
+    let cy = server.join_over(kind, "cy");
     ana.expect("cy has joined the chat.");
     bob.expect("cy has joined the chat.");
     (ana, bob, cy)
@@ -32,61 +35,60 @@ fn trio(server: &TestServer) -> (Client, Client, Client) {
 
 /// Makes `member` leave the way `exit` says. For `QUIT` and a half-close
 /// it also checks that the server closes the connection with no further
-/// line.
+/// line (over WebSocket, with 1000: after `QUIT`, or echoing the client's
+/// own 1000).
 fn leave(mut member: Client, exit: Exit) {
     match exit {
         Exit::Quit => {
             member.send_line("QUIT");
-            member.expect_closed();
+            member.expect_closed_with(1000);
         }
         Exit::Drop => drop(member),
         Exit::HalfClose => {
             member.shutdown_write();
-            member.expect_closed();
+            member.expect_closed_with(1000);
         }
     }
 }
 
 #[test]
 fn quit_closes_the_quitter_and_everyone_else_gets_one_leave_notice() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         bob.send_line("QUIT");
         // The quitter gets nothing more, not even its own leave notice.
-        bob.expect_closed();
+        bob.expect_closed_with(1000);
         for member in [&mut ana, &mut cy] {
             member.expect("bob has left the chat.");
             member.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
 fn lines_after_quit_in_the_same_write_are_ignored() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
         let (mut ana, mut bob) = {
-            let mut ana = server.join("ana");
-            let bob = server.join("bob");
+            let mut ana = server.join_over(kind, "ana");
+            let bob = server.join_over(kind, "bob");
             ana.expect("bob has joined the chat.");
             (ana, bob)
         };
+        // Over WebSocket: one message of four lines.
         bob.send(b"last words\nQUIT\nafter quit\n\\list\n");
         bob.expect("bob: last words");
-        bob.expect_closed();
+        bob.expect_closed_with(1000);
         ana.expect("bob: last words");
         ana.expect("bob has left the chat.");
         ana.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn lines_queued_for_the_quitter_are_delivered_before_it_is_closed() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
 
         // Queue a good deal for ana (well under the 1 MiB outbox) while
@@ -113,19 +115,18 @@ fn lines_queued_for_the_quitter_are_delivered_before_it_is_closed() {
         }
         ana.expect("priv(bob): last whisper");
         ana.expect("ana: my own line");
-        ana.expect_closed();
+        ana.expect_closed_with(1000);
 
         bob.expect("ana: my own line");
         bob.expect("ana has left the chat.");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn abrupt_disconnect_gives_exactly_one_leave_notice() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, bob, mut cy) = trio(&server, kind);
         drop(bob);
         for member in [&mut ana, &mut cy] {
             member.expect("bob has left the chat.");
@@ -137,14 +138,13 @@ fn abrupt_disconnect_gives_exactly_one_leave_notice() {
             member.expect("ana: still here");
             member.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
 fn abrupt_disconnect_with_unread_lines_gives_exactly_one_leave_notice() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         // bob has lines waiting that he never reads: closing then may
         // reset the connection instead of ending it cleanly.
         ana.send_line("unread by bob");
@@ -156,32 +156,39 @@ fn abrupt_disconnect_with_unread_lines_gives_exactly_one_leave_notice() {
             member.expect("bob has left the chat.");
             member.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
 fn half_close_gives_exactly_one_leave_notice_and_closes_the_connection() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let (mut ana, mut bob, mut cy) = trio(&server);
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let (mut ana, mut bob, mut cy) = trio(&server, kind);
         bob.send_line("going");
-        bob.shutdown_write();
-        bob.expect("bob: going");
-        bob.expect_closed();
+        if kind.is_websocket() {
+            // A client's close frame is answered at once, and nothing
+            // follows the server's close frame (RFC 6455): what the server
+            // had not sent yet is dropped, so bob reads his line first.
+            bob.expect("bob: going");
+            bob.shutdown_write();
+        } else {
+            // The end of input leaves what was queued for bob to come.
+            bob.shutdown_write();
+            bob.expect("bob: going");
+        }
+        bob.expect_closed_with(1000);
         for member in [&mut ana, &mut cy] {
             member.expect("bob: going");
             member.expect("bob has left the chat.");
             member.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
 fn after_the_leave_notice_the_name_is_free_at_once() {
-    for &io in IO_MODES {
-        for exit in EXITS {
-            let server = TestServer::start(io);
-            let (mut ana, bob, mut cy) = trio(&server);
+    for exit in EXITS {
+        each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+            let (mut ana, bob, mut cy) = trio(&server, kind);
             leave(bob, exit);
             ana.expect("bob has left the chat.");
             // No waiting: the name was freed before the notice was sent.
@@ -194,16 +201,15 @@ fn after_the_leave_notice_the_name_is_free_at_once() {
             ana.expect("BOB has joined the chat.");
             cy.expect("bob has left the chat.");
             cy.expect("BOB has joined the chat.");
-        }
+        });
     }
 }
 
 #[test]
 fn after_the_leave_notice_the_member_is_gone_from_list() {
-    for &io in IO_MODES {
-        for exit in EXITS {
-            let server = TestServer::start(io);
-            let (mut ana, bob, mut cy) = trio(&server);
+    for exit in EXITS {
+        each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+            let (mut ana, bob, mut cy) = trio(&server, kind);
             leave(bob, exit);
             ana.expect("bob has left the chat.");
             ana.send_line("\\list");
@@ -211,16 +217,15 @@ fn after_the_leave_notice_the_member_is_gone_from_list() {
             assert_eq!(got, "Users online (2): ana, cy", "after {exit:?}");
             cy.expect("bob has left the chat.");
             cy.expect_nothing_pending();
-        }
+        });
     }
 }
 
 #[test]
 fn after_the_leave_notice_a_whisper_to_the_member_is_not_found() {
-    for &io in IO_MODES {
-        for exit in EXITS {
-            let server = TestServer::start(io);
-            let (mut ana, bob, mut cy) = trio(&server);
+    for exit in EXITS {
+        each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+            let (mut ana, bob, mut cy) = trio(&server, kind);
             leave(bob, exit);
             ana.expect("bob has left the chat.");
             ana.send_line("\\w bob are you there?");
@@ -228,32 +233,30 @@ fn after_the_leave_notice_a_whisper_to_the_member_is_not_found() {
             assert_eq!(got, "User 'bob' not found.", "after {exit:?}");
             cy.expect("bob has left the chat.");
             cy.expect_nothing_pending();
-        }
+        });
     }
 }
 
 #[test]
 fn every_remaining_member_gets_the_leave_notice_for_each_exit() {
-    for &io in IO_MODES {
-        for exit in EXITS {
-            let server = TestServer::start(io);
-            let (mut ana, bob, mut cy) = trio(&server);
+    for exit in EXITS {
+        each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+            let (mut ana, bob, mut cy) = trio(&server, kind);
             leave(bob, exit);
             for member in [&mut ana, &mut cy] {
                 let got = member.line();
                 assert_eq!(got, "bob has left the chat.", "after {exit:?}");
                 member.expect_nothing_pending();
             }
-        }
+        });
     }
 }
 
 #[test]
 fn leave_notice_is_ordered_after_the_leavers_last_line() {
-    for &io in IO_MODES {
-        for exit in EXITS {
-            let server = TestServer::start(io);
-            let (mut ana, mut bob, mut cy) = trio(&server);
+    for exit in EXITS {
+        each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+            let (mut ana, mut bob, mut cy) = trio(&server, kind);
             bob.send_line("one");
             bob.send_line("two");
             bob.expect("bob: one");
@@ -265,6 +268,6 @@ fn leave_notice_is_ordered_after_the_leavers_last_line() {
                 let got = member.line();
                 assert_eq!(got, "bob has left the chat.", "after {exit:?}");
             }
-        }
+        });
     }
 }

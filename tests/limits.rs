@@ -1,34 +1,36 @@
-//! Limits over real TCP: the maximum of clients, the handshake timeout, the
-//! slow-consumer policy and capacity (docs/PROTOCOL.md, "Handshake" and
-//! "Leaving, limits and shutdown").
+//! Limits over every transport: the maximum of clients, the handshake
+//! timeout and capacity (PROTOCOL.md, "Handshake" and "Leaving, limits and
+//! shutdown"; over WebSocket the close codes 1013 when full and 1008 for a
+//! name timeout). The slow-consumer policy over every transport is in
+//! tests/slow_members.rs; what is proper to the TLS and WebSocket ports (a
+//! client limit counted over every transport, handshakes that never
+//! finish) in tests/transport_limits.rs.
 
 mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use chatcore::ServerConfig;
-use common::{Client, TestServer, IO_MODES, TIMEOUT};
+use common::{each_transport, Case, Client, Kind, TestServer, IO_MODES, TIMEOUT, TRANSPORTS};
 
 const FULL: &str = "Server is full.";
 const TIMED_OUT: &str = "Timed out waiting for a name.";
 const INVALID_NAME: &str =
     "Invalid name: names have 1 to 32 characters, no spaces, none of : ( ) , and do not start with '\\'.";
 
-/// Connects until the server answers `NAME` rather than `Server is full.`
-/// (a slot frees only once the server has noticed a close), bounded by
-/// [`TIMEOUT`].
-fn connect_when_a_slot_frees(server: &TestServer) -> Client {
+/// Connects over `kind` until the server answers `NAME` rather than
+/// `Server is full.` (a slot frees only once the server has noticed a
+/// close), bounded by [`TIMEOUT`].
+fn connect_when_a_slot_frees(server: &TestServer, kind: Kind) -> Client {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let mut client = server.connect();
+        let mut client = server.connect_over(kind);
         match client.next_line().as_deref() {
             Some("NAME") => return client,
-            Some(FULL) => client.expect_closed(),
+            Some(FULL) => client.expect_closed_with(1013),
             other => panic!("expected NAME or {FULL:?}, got {other:?}"),
         }
         assert!(
@@ -40,52 +42,52 @@ fn connect_when_a_slot_frees(server: &TestServer) -> Client {
 
 #[test]
 fn server_full_counts_connections_still_in_the_handshake() {
-    for &io in IO_MODES {
-        let server = TestServer::with_config(io, ServerConfig::default().max_clients(2));
-        let mut first = server.connect();
+    let config = ServerConfig::default().max_clients(2);
+    each_transport(TRANSPORTS, config, |server, kind| {
+        let mut first = server.connect_over(kind);
         first.expect("NAME");
-        let mut second = server.connect();
+        let mut second = server.connect_over(kind);
         second.expect("NAME");
 
-        let mut third = server.connect();
+        let mut third = server.connect_over(kind);
         third.expect(FULL);
-        third.expect_closed();
+        third.expect_closed_with(1013);
         assert_eq!(server.room.len(), 0, "nobody joined");
 
         // A connection that ends in the handshake frees its slot.
         drop(first);
-        let mut again = connect_when_a_slot_frees(&server);
+        let mut again = connect_when_a_slot_frees(&server, kind);
         again.send_line("cy");
         again.expect("Welcome to the chat, cy!");
         again.expect("cy has joined the chat.");
 
         // Full again: `second` (still in the handshake) and cy.
-        let mut fourth = server.connect();
+        let mut fourth = server.connect_over(kind);
         fourth.expect(FULL);
-        fourth.expect_closed();
+        fourth.expect_closed_with(1013);
 
         second.send_line("dan");
         second.expect("Welcome to the chat, dan!");
         second.expect("dan has joined the chat.");
         again.expect("dan has joined the chat.");
-    }
+    });
 }
 
 #[test]
 fn server_full_refuses_a_third_member_then_admits_one_after_a_member_leaves() {
-    for &io in IO_MODES {
-        let server = TestServer::with_config(io, ServerConfig::default().max_clients(2));
-        let ana = server.join("ana");
-        let mut bob = server.join("bob");
+    let config = ServerConfig::default().max_clients(2);
+    each_transport(TRANSPORTS, config, |server, kind| {
+        let ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
 
-        let mut third = server.connect();
+        let mut third = server.connect_over(kind);
         third.expect(FULL);
-        third.expect_closed();
+        third.expect_closed_with(1013);
         bob.expect_nothing_pending();
 
         drop(ana);
         bob.expect("ana has left the chat.");
-        let mut cy = connect_when_a_slot_frees(&server);
+        let mut cy = connect_when_a_slot_frees(&server, kind);
         cy.name = "cy".to_owned();
         cy.send_line("cy");
         cy.expect("Welcome to the chat, cy!");
@@ -93,29 +95,54 @@ fn server_full_refuses_a_third_member_then_admits_one_after_a_member_leaves() {
         bob.expect("cy has joined the chat.");
         bob.expect_nothing_pending();
         cy.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn handshake_timeout_closes_a_silent_connection_but_not_a_member_who_joined_in_time() {
+    // Every transport at once, in one server: one timeout to wait for.
     for &io in IO_MODES {
+        let _case = Case::new(format!("{io:?}"));
         let config = ServerConfig::default().name_timeout(Duration::from_secs(1));
-        let server = TestServer::with_config(io, config);
-        // The member connects first, so its own handshake deadline has
-        // passed by the time the silent one's has.
-        let mut ana = server.join("ana");
-        let mut silent = server.connect();
-        silent.expect("NAME");
-        silent.expect(TIMED_OUT);
-        silent.expect_closed();
+        let server = TestServer::with_transports(io, config);
+        // The members connect first, so their own handshake deadlines have
+        // passed by the time the silent ones' have.
+        let mut members: Vec<Client> = Vec::new();
+        for &kind in TRANSPORTS {
+            let name = format!("ana-{kind}");
+            let member = server.join_over(kind, &name);
+            for earlier in &mut members {
+                earlier.expect(&format!("{name} has joined the chat."));
+            }
+            members.push(member);
+        }
+        let mut silent: Vec<Client> = TRANSPORTS
+            .iter()
+            .map(|&kind| server.connect_over(kind))
+            .collect();
+        for client in &mut silent {
+            client.name = format!("silent over {}", client.kind());
+            client.expect("NAME");
+        }
+        for client in &mut silent {
+            client.expect(TIMED_OUT);
+            client.expect_closed_with(1008);
+        }
 
-        ana.expect_nothing_pending();
-        ana.send_line("still here");
-        ana.expect("ana: still here");
-        assert_eq!(server.room.len(), 1);
+        for member in &mut members {
+            member.expect_nothing_pending();
+        }
+        members[0].send_line("still here");
+        for member in &mut members {
+            member.expect("ana-tcp: still here");
+        }
+        assert_eq!(server.room.len(), TRANSPORTS.len());
     }
 }
 
+/// Over TCP only: the test reads the raw socket to know when the timeout
+/// line is on its way; the timeout itself is the session's, the same over
+/// every transport.
 #[test]
 fn handshake_timeout_is_not_extended_by_rejected_names() {
     for &io in IO_MODES {
@@ -206,185 +233,23 @@ fn read_rest(stream: &TcpStream, reader: &mut BufReader<TcpStream>) -> String {
     String::from_utf8(rest).expect("UTF-8")
 }
 
-/// A count that threads raise and others wait on.
-#[derive(Default)]
-struct Counter {
-    value: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Counter {
-    fn add(&self) {
-        *self.value.lock().expect("counter lock") += 1;
-        self.changed.notify_all();
-    }
-
-    fn get(&self) -> u64 {
-        *self.value.lock().expect("counter lock")
-    }
-
-    /// Waits until the count is at least `n`; fails after [`TIMEOUT`].
-    fn wait_at_least(&self, n: u64, what: &str) -> u64 {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut value = self.value.lock().expect("counter lock");
-        while *value < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "stalled: {what} stuck at {}", *value);
-            value = self.changed.wait_timeout(value, left).expect("lock").0;
-        }
-        *value
-    }
-}
-
-/// The text of the `i`th flood line, about 1 KiB.
-fn flood_text(i: u64) -> String {
-    format!("{i} {}", "x".repeat(1000))
-}
-
-/// Reads a member's flood: `<sender>: <i> …` in order from 0, with
-/// `<slow> has left the chat.` among them, up to `<sender>: done`.
-/// Returns the client, how many flood lines it got, and how many leave
-/// notices.
-fn spawn_flood_reader(
-    mut client: Client,
-    sender: &'static str,
-    slow: &'static str,
-    received: Arc<Counter>,
-    leaves: Arc<Counter>,
-) -> JoinHandle<(Client, u64, u64)> {
-    thread::spawn(move || {
-        let left = format!("{slow} has left the chat.");
-        let done = format!("{sender}: done");
-        let prefix = format!("{sender}: ");
-        let (mut next, mut left_seen) = (0u64, 0u64);
-        loop {
-            let line = client.line();
-            if line == left {
-                left_seen += 1;
-                leaves.add();
-            } else if line == done {
-                return (client, next, left_seen);
-            } else {
-                let text = line
-                    .strip_prefix(&prefix)
-                    .unwrap_or_else(|| panic!("{}: unexpected line {line:?}", client.name));
-                assert_eq!(
-                    text,
-                    flood_text(next),
-                    "{}: flood line out of order or lost",
-                    client.name
-                );
-                next += 1;
-                received.add();
-            }
-        }
-    })
-}
-
-#[test]
-fn member_that_never_reads_is_disconnected_while_others_keep_flowing() {
-    /// Flood lines the sender may have sent beyond what both readers got:
-    /// ~48 KiB, under the 64 KiB queues, so that no reader can overflow.
-    const WINDOW: u64 = 48;
-    /// Give up if the never-reading member outlasts this many lines.
-    const MAX_LINES: u64 = 50_000;
-
-    for &io in IO_MODES {
-        let config = ServerConfig::default().queue_bytes(64 * 1024);
-        let server = TestServer::with_config(io, config);
-        let mut flooder = server.join("flooder");
-        let mut observer = server.join("observer");
-        flooder.expect("observer has joined the chat.");
-        let mut slow = server.join("slow");
-        flooder.expect("slow has joined the chat.");
-        observer.expect("slow has joined the chat.");
-        // From here on `slow` reads nothing.
-
-        let mut out = flooder.stream().try_clone().expect("clone");
-        out.set_nodelay(true).expect("nodelay");
-        let (got_flooder, got_observer) = (Arc::new(Counter::default()), Arc::default());
-        let leaves = Arc::new(Counter::default());
-        let flooder_reader = spawn_flood_reader(
-            flooder,
-            "flooder",
-            "slow",
-            got_flooder.clone(),
-            leaves.clone(),
-        );
-        let observer_reader = spawn_flood_reader(
-            observer,
-            "flooder",
-            "slow",
-            Arc::clone(&got_observer),
-            leaves.clone(),
-        );
-
-        let started = Instant::now();
-        let mut sent = 0u64;
-        while leaves.get() < 2 {
-            assert!(
-                sent < MAX_LINES,
-                "the member that never reads was not disconnected after {sent} lines"
-            );
-            assert!(
-                started.elapsed() < TIMEOUT,
-                "flood too slow: {sent} lines in {TIMEOUT:?}"
-            );
-            let floor = sent.saturating_sub(WINDOW);
-            let a = got_flooder.wait_at_least(floor, "the flooder's own lines");
-            let b = got_observer.wait_at_least(floor, "the observer's lines");
-            let allowed = a.min(b) + WINDOW - sent;
-            let mut burst = String::new();
-            for i in sent..sent + allowed {
-                burst.push_str(&flood_text(i));
-                burst.push('\n');
-            }
-            out.write_all(burst.as_bytes()).expect("flood");
-            sent += allowed;
-        }
-        out.write_all(b"done\n").expect("send done");
-
-        for (reader, who) in [(flooder_reader, "flooder"), (observer_reader, "observer")] {
-            let (mut client, got, left) = reader.join().expect("reader thread");
-            assert_eq!(got, sent, "{who} lost flood lines");
-            assert_eq!(left, 1, "{who}: leave notices of the slow member");
-            client.expect_nothing_pending();
-        }
-
-        // Its name is free again.
-        let mut again = server.join("slow");
-        again.expect_nothing_pending();
-
-        // The old connection got an in-order prefix of the flood, then its end.
-        let rest = slow.read_until_cut();
-        let rest = String::from_utf8_lossy(&rest);
-        let complete = match rest.rfind('\n') {
-            Some(end) => &rest[..end],
-            None => "",
-        };
-        for (i, line) in complete.lines().enumerate() {
-            assert_eq!(
-                line,
-                format!("flooder: {}", flood_text(i as u64)),
-                "slow member's stream"
-            );
-        }
-    }
-}
-
 #[test]
 fn capacity_500_members_joined_at_once_all_see_the_same_join_order() {
     const MEMBERS: usize = 500;
+    // The members take turns over every transport: m0 over TCP, m1 over
+    // TLS, m2 over WS, m3 over WSS, m4 over TCP...
     for &io in IO_MODES {
-        let server = TestServer::start(io);
+        let _case = Case::new(format!("{io:?}"));
+        let server = TestServer::with_transports(io, ServerConfig::default());
         // Connect in rounds, so that the listen backlog never overflows
         // (a dropped SYN costs a second); the joins below still race.
         let mut clients: Vec<Client> = Vec::with_capacity(MEMBERS);
         for round in 0..MEMBERS / 50 {
             let start = clients.len();
             for i in 0..50 {
-                let mut client = server.connect();
-                client.name = format!("m{}", round * 50 + i);
+                let n = round * 50 + i;
+                let mut client = server.connect_over(TRANSPORTS[n % TRANSPORTS.len()]);
+                client.name = format!("m{n}");
                 clients.push(client);
             }
             for client in &mut clients[start..] {

@@ -1,4 +1,5 @@
-//! Ordering over real TCP (docs/PROTOCOL.md, "Ordering"): one total order of
+//! Ordering (PROTOCOL.md, "Ordering") over every transport, and in mixed
+//! rooms where members of every transport talk at once: one total order of
 //! room events at every member, per-sender order, and the boundaries of a
 //! member's view at its join and its leave.
 
@@ -8,13 +9,50 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use common::{wait_until, Client, TestServer, IO_MODES};
+use chatcore::ServerConfig;
+use common::{wait_until, Case, Client, Kind, TestServer, IO_MODES, TRANSPORTS};
 
-/// Joins `names` in order; each client has read every join notice so far.
-fn join_all(server: &TestServer, names: &[&str]) -> Vec<Client> {
+/// How the members of a test connect.
+#[derive(Debug, Clone, Copy)]
+enum Room {
+    /// Every member over one transport.
+    Over(Kind),
+    /// Member `i` over `TRANSPORTS[i % TRANSPORTS.len()]`: with four
+    /// senders, one sender per transport.
+    Mixed,
+}
+
+impl Room {
+    /// The transport of the `i`th member to join.
+    fn kind_of(self, i: usize) -> Kind {
+        match self {
+            Room::Over(kind) => kind,
+            Room::Mixed => TRANSPORTS[i % TRANSPORTS.len()],
+        }
+    }
+}
+
+/// Runs `test` for each I/O mode, in a room over each transport and in a
+/// mixed room, each time on a new server with every listener.
+fn each_room(mut test: impl FnMut(TestServer, Room)) {
+    let rooms = TRANSPORTS.iter().map(|&kind| Room::Over(kind));
+    for &io in IO_MODES {
+        for room in rooms.clone().chain([Room::Mixed]) {
+            let _case = Case::new(format!("{io:?}, {room:?}"));
+            test(
+                TestServer::with_transports(io, ServerConfig::default()),
+                room,
+            );
+        }
+    }
+}
+
+/// Joins `names` in order, the `i`th over `room.kind_of(i)`; each client
+/// has read every join notice so far.
+fn join_all(server: &TestServer, room: Room, names: &[&str]) -> Vec<Client> {
     let mut clients: Vec<Client> = Vec::new();
-    for name in names {
-        let client = server.join(name);
+    for (i, name) in names.iter().enumerate() {
+        let client = server.join_over(room.kind_of(i), name);
         for earlier in &mut clients {
             earlier.expect(&format!("{name} has joined the chat."));
         }
@@ -50,10 +88,9 @@ fn check_per_sender_order(who: &str, lines: &[String], senders: usize, per_sende
 fn concurrent_senders_every_member_sees_the_same_total_order() {
     const SENDERS: usize = 4;
     const LINES: usize = 200;
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
+    each_room(|server, room| {
         let names = ["s0", "s1", "s2", "s3", "passive"];
-        let mut clients = join_all(&server, &names);
+        let mut clients = join_all(&server, room, &names);
         let mut passive = clients.pop().expect("passive member");
 
         let start = Arc::new(Barrier::new(SENDERS));
@@ -90,7 +127,7 @@ fn concurrent_senders_every_member_sees_the_same_total_order() {
         for client in &mut sender_clients {
             client.expect_nothing_pending();
         }
-    }
+    });
 }
 
 #[test]
@@ -98,10 +135,9 @@ fn member_joining_mid_stream_sees_nothing_before_its_join_and_leaver_nothing_aft
     const SENDERS: usize = 4;
     const LINES: usize = 300;
     const HALF: usize = LINES / 2;
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
+    each_room(|server, room| {
         let names = ["s0", "s1", "s2", "s3", "passive", "leaver"];
-        let mut clients = join_all(&server, &names);
+        let mut clients = join_all(&server, room, &names);
         let mut leaver = clients.pop().expect("leaver");
         let mut passive = clients.pop().expect("passive");
 
@@ -157,7 +193,7 @@ fn member_joining_mid_stream_sees_nothing_before_its_join_and_leaver_nothing_aft
             || passive_count.load(Ordering::SeqCst) >= 100,
             "the first lines at the passive member",
         );
-        let mut late = server.join("late");
+        let mut late = server.join_over(room.kind_of(names.len()), "late");
         leaver.send_line("QUIT");
         middle_done.store(true, Ordering::SeqCst);
 
@@ -165,6 +201,9 @@ fn member_joining_mid_stream_sees_nothing_before_its_join_and_leaver_nothing_aft
         let mut leaver_lines = Vec::new();
         while let Some(line) = leaver.next_line() {
             leaver_lines.push(line);
+        }
+        if leaver.kind().is_websocket() {
+            assert_eq!(leaver.close_code(), Some(1000), "the leaver's close code");
         }
         let (mut passive, reference) = passive_reader.join().expect("passive reader");
         let mut sender_clients = Vec::new();
@@ -233,7 +272,7 @@ fn member_joining_mid_stream_sees_nothing_before_its_join_and_leaver_nothing_aft
         for client in &mut sender_clients {
             client.expect_nothing_pending();
         }
-    }
+    });
 }
 
 /// Reads until every line of `last` has been seen; returns all lines read.
@@ -251,9 +290,8 @@ fn read_until_all(client: &mut Client, last: &[String]) -> Vec<String> {
 #[test]
 fn whispers_and_public_lines_from_one_sender_to_one_target_arrive_in_send_order() {
     const LINES: usize = 300;
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut clients = join_all(&server, &["ana", "bob", "noise"]);
+    each_room(|server, room| {
+        let mut clients = join_all(&server, room, &["ana", "bob", "noise"]);
         let mut noise = clients.pop().expect("noise");
         let mut bob = clients.pop().expect("bob");
         let mut ana = clients.pop().expect("ana");
@@ -307,5 +345,5 @@ fn whispers_and_public_lines_from_one_sender_to_one_target_arrive_in_send_order(
         for client in [&mut ana, &mut bob, &mut noise] {
             client.expect_nothing_pending();
         }
-    }
+    });
 }

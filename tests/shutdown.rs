@@ -1,7 +1,9 @@
-//! Shutdown over real TCP (docs/PROTOCOL.md, "Leaving, limits and shutdown"):
-//! every member gets every line accepted before, then `Server is shutting
-//! down.` as its last line and the end of stream; connections in the
-//! handshake get the same line; nothing blocks the server from stopping.
+//! Shutdown over every transport (PROTOCOL.md, "Leaving, limits and
+//! shutdown"): every member gets every line accepted before, then `Server is
+//! shutting down.` as its last line and the end of stream (over WebSocket a
+//! close frame, 1001); connections in the handshake get the same line;
+//! nothing blocks the server from stopping: not an idle member, a silent
+//! handshake, a TLS or HTTP handshake never begun, or a full socket.
 
 mod common;
 
@@ -13,7 +15,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use chatcore::ServerConfig;
-use common::{wait_until, Client, TestServer, IO_MODES, TIMEOUT};
+use common::{
+    each_transport, wait_until, Case, Client, Kind, TestServer, IO_MODES, TIMEOUT, TRANSPORTS,
+};
 
 const LAST: &str = "Server is shutting down.";
 
@@ -57,15 +61,14 @@ fn assert_refused_or_closed(addr: SocketAddr) {
 
 #[test]
 fn shutdown_delivers_accepted_lines_then_last_line_to_members_and_handshake_connection() {
-    for &io in IO_MODES {
-        let mut server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |mut server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
-        let mut cy = server.join("cy");
+        let mut cy = server.join_over(kind, "cy");
         ana.expect("cy has joined the chat.");
         bob.expect("cy has joined the chat.");
-        let mut pending = server.connect();
+        let mut pending = server.connect_over(kind);
         pending.expect("NAME");
 
         // Lines accepted before the shutdown: ana has read their echoes and
@@ -85,62 +88,75 @@ fn shutdown_delivers_accepted_lines_then_last_line_to_members_and_handshake_conn
         server.trigger_shutdown();
 
         ana.expect(LAST);
-        ana.expect_closed();
+        ana.expect_closed_with(1001);
         for i in 0..50 {
             bob.expect(&format!("ana: line {i}"));
         }
         bob.expect(LAST);
-        bob.expect_closed();
+        bob.expect_closed_with(1001);
         cy.expect(LAST);
-        cy.expect_closed();
+        cy.expect_closed_with(1001);
         pending.expect(LAST);
-        pending.expect_closed();
+        pending.expect_closed_with(1001);
 
+        // Closed on our side too: the server need not linger for us.
+        drop((ana, bob, cy, pending));
         stop_within(&mut server, Duration::from_secs(5));
-    }
+    });
 }
 
 #[test]
 fn connections_after_shutdown_are_refused_or_closed() {
     for &io in IO_MODES {
-        let mut server = TestServer::start(io);
-        let mut ana = server.join("ana");
+        let _case = Case::new(format!("{io:?}"));
+        let mut server = TestServer::with_transports(io, ServerConfig::default());
+        let mut members: Vec<Client> = TRANSPORTS
+            .iter()
+            .map(|&kind| server.connect_over(kind))
+            .collect();
+        for member in &mut members {
+            member.expect("NAME");
+        }
         server.stop().expect("the server stopped cleanly");
-        ana.expect(LAST);
-        ana.expect_closed();
-        assert_refused_or_closed(server.addr);
+        for member in &mut members {
+            member.expect(LAST);
+            member.expect_closed_with(1001);
+        }
+        for kind in server.kinds() {
+            assert_refused_or_closed(server.addr_for(kind));
+        }
     }
 }
 
 #[test]
 fn shutdown_refuses_new_names_and_new_lines_once_begun() {
-    for &io in IO_MODES {
-        let mut server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut pending = server.connect();
+    each_transport(TRANSPORTS, ServerConfig::default(), |mut server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut pending = server.connect_over(kind);
         pending.expect("NAME");
         server.trigger_shutdown();
         // Whatever the shutdown raced with, nothing new is accepted.
         ana.send_line("too late");
         pending.send_line("latecomer");
         ana.expect(LAST);
-        ana.expect_closed();
+        ana.expect_closed_with(1001);
         pending.expect(LAST);
-        pending.expect_closed();
+        pending.expect_closed_with(1001);
+        drop((ana, pending));
         server.stop().expect("the server stopped cleanly");
         assert_eq!(server.room.len(), 0, "nobody is left in the room");
-    }
+    });
 }
 
 /// Reads `ana: <i>` lines from 0 in order up to the last line and the end
-/// of stream; returns how many it got.
+/// of stream (over WebSocket, 1001); returns how many it got.
 fn spawn_prefix_reader(mut client: Client, progress: Arc<AtomicU64>) -> JoinHandle<u64> {
     thread::spawn(move || {
         let mut next = 0u64;
         loop {
             let line = client.line();
             if line == LAST {
-                client.expect_closed();
+                client.expect_closed_with(1001);
                 return next;
             }
             assert_eq!(
@@ -160,12 +176,13 @@ fn shutdown_during_flood_every_member_gets_a_gapless_prefix_then_the_last_line()
     /// At most this many lines (~650 KB at each member, under its 1 MiB
     /// queue even if it read nothing meanwhile).
     const MAX_LINES: u64 = 50_000;
-    for &io in IO_MODES {
-        let mut server = TestServer::start(io);
+    // ana floods over TCP (raw writes on her socket, as fast as it takes
+    // them); bob and cy read over `kind`.
+    each_transport(TRANSPORTS, ServerConfig::default(), |mut server, kind| {
         let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
-        let cy = server.join("cy");
+        let cy = server.join_over(kind, "cy");
         ana.expect("cy has joined the chat.");
         bob.expect("cy has joined the chat.");
 
@@ -214,32 +231,72 @@ fn shutdown_during_flood_every_member_gets_a_gapless_prefix_then_the_last_line()
             "every member gets every accepted line (ana, bob, cy)"
         );
         server.stop().expect("the server stopped cleanly");
-    }
+    });
 }
 
 #[test]
 fn shutdown_with_no_connections_returns_promptly() {
     for &io in IO_MODES {
-        let mut server = TestServer::start(io);
+        let _case = Case::new(format!("{io:?}"));
+        let mut server = TestServer::with_transports(io, ServerConfig::default());
         stop_within(&mut server, Duration::from_secs(2));
+    }
+}
+
+/// A TCP connection to `addr` that sends nothing: on a TLS port a TLS
+/// handshake never begun, on a WebSocket port an HTTP request never sent.
+fn connect_silently(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    stream
+}
+
+/// Expects the server to close `stream` (a reset counts); what it sent
+/// before does not matter (a TLS alert, say).
+fn expect_end(mut stream: TcpStream, what: &str) {
+    let mut sink = Vec::new();
+    match stream.read_to_end(&mut sink) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("{what}: not closed by the server: {e}"),
     }
 }
 
 #[test]
 fn shutdown_is_not_blocked_by_an_idle_member_or_an_idle_handshake() {
     for &io in IO_MODES {
+        let _case = Case::new(format!("{io:?}"));
         let config = ServerConfig::default().shutdown_grace(Duration::from_secs(5));
-        let mut server = TestServer::with_config(io, config);
-        // Neither reads nor writes until the server has stopped.
-        let mut idle = server.join("idle");
-        let mut silent = server.connect();
-        silent.expect("NAME");
+        let mut server = TestServer::with_transports(io, config);
+        // None of them reads or writes until the server has stopped: a
+        // member and a connection in the handshake over each transport,
+        // and a TLS or HTTP handshake never begun on each port of those.
+        let mut idle = Vec::new();
+        let mut silent = Vec::new();
+        let mut never_begun = Vec::new();
+        for &kind in TRANSPORTS {
+            idle.push(server.join_over(kind, &format!("idle-{kind}")));
+            let mut handshake = server.connect_over(kind);
+            handshake.expect("NAME");
+            silent.push(handshake);
+            if kind != Kind::Tcp {
+                never_begun.push((kind, connect_silently(server.addr_for(kind))));
+            }
+        }
+        server.wait_members(TRANSPORTS.len());
 
         stop_within(&mut server, Duration::from_secs(5));
-        idle.expect(LAST);
-        idle.expect_closed();
-        silent.expect(LAST);
-        silent.expect_closed();
+        for client in idle.iter_mut().chain(&mut silent) {
+            for line in client.read_until(LAST) {
+                assert!(line.ends_with(" has joined the chat."), "{line:?}");
+            }
+            client.expect_closed_with(1001);
+        }
+        for (kind, stream) in never_begun {
+            expect_end(stream, &format!("a {kind} handshake never begun"));
+        }
     }
 }
 
@@ -249,13 +306,19 @@ fn shutdown_is_not_blocked_by_a_member_whose_socket_is_full() {
     /// member that never reads, less than its 64 MiB queue.
     const LINES: usize = 8 * 1024;
     for &io in IO_MODES {
+        let _case = Case::new(format!("{io:?}"));
         let config = ServerConfig::default()
             .queue_bytes(64 << 20)
             .shutdown_grace(Duration::from_secs(1));
-        let mut server = TestServer::with_config(io, config);
+        let mut server = TestServer::with_transports(io, config);
         let mut talker = server.join("talker");
-        let _stuck = server.join("stuck");
-        talker.expect("stuck has joined the chat.");
+        // One member that never reads over each transport.
+        let mut stuck = Vec::new();
+        for &kind in TRANSPORTS {
+            let name = format!("stuck-{kind}");
+            stuck.push(server.join_over(kind, &name));
+            talker.expect(&format!("{name} has joined the chat."));
+        }
 
         let mut out = talker.stream().try_clone().expect("clone");
         let pad = "x".repeat(1000);
@@ -274,5 +337,6 @@ fn shutdown_is_not_blocked_by_a_member_whose_socket_is_full() {
         stop_within(&mut server, TIMEOUT);
         talker.expect(LAST);
         talker.expect_closed();
+        drop(stuck);
     }
 }

@@ -1,17 +1,17 @@
 mod common;
 
-use common::{TestServer, IO_MODES};
+use chatcore::ServerConfig;
+use common::{each_transport, TRANSPORTS};
 
 #[test]
 fn two_members_chat() {
-    for &io in IO_MODES {
-        let server = TestServer::start(io);
-        let mut ana = server.join("ana");
-        let mut bob = server.join("bob");
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+        let mut ana = server.join_over(kind, "ana");
+        let mut bob = server.join_over(kind, "bob");
         ana.expect("bob has joined the chat.");
         ana.send_line("hello");
         ana.expect("ana: hello");
         bob.expect("ana: hello");
         bob.expect_nothing_pending();
-    }
+    });
 }

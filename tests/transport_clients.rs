@@ -3,14 +3,13 @@
 //! WebSocket client), against a server with a listener per transport in one
 //! room ([`TestServer::with_transports`]).
 //!
-//! Until the event loops run layers, the TLS, WS and WSS listeners are
-//! served by the threaded driver through `tests/common/layered.rs`; these
-//! tests prove the clients, and the server's byte layers, end to end.
+//! Each test runs over both I/O modes. Shutdown (1001) and the name timeout
+//! (1008) over every transport are in tests/shutdown.rs and
+//! tests/limits.rs; the limits proper to the TLS and WebSocket ports in
+//! tests/transport_limits.rs.
 #![cfg(all(feature = "tls", feature = "websocket"))]
 
 mod common;
-
-use std::time::Duration;
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -20,27 +19,40 @@ use chatcore::transport::tls::TlsCertificate;
 use chatcore::ServerConfig;
 use common::client::WS_PATH;
 use common::trust::pinned_config;
-use common::{Client, Io, Kind, TestServer, Trust, TRANSPORTS, WEBSOCKET_TRANSPORTS};
+use common::{
+    each_transport, Case, Client, Kind, TestServer, Trust, IO_MODES, TRANSPORTS,
+    WEBSOCKET_TRANSPORTS,
+};
 
-fn server() -> TestServer {
-    TestServer::with_transports(Io::Events, ServerConfig::default())
+/// Runs `test` for each I/O mode and WebSocket transport, on a new server
+/// with every listener.
+fn each_websocket(test: impl FnMut(TestServer, Kind)) {
+    each_transport(WEBSOCKET_TRANSPORTS, ServerConfig::default(), test);
+}
+
+/// Runs `test` once per I/O mode, on a new server with every listener.
+fn each_io(mut test: impl FnMut(TestServer)) {
+    for &io in IO_MODES {
+        let _case = Case::new(format!("{io:?}"));
+        test(TestServer::with_transports(io, ServerConfig::default()));
+    }
 }
 
 #[test]
 fn every_transport_is_listed_and_has_a_listener() {
     assert_eq!(TRANSPORTS, [Kind::Tcp, Kind::Tls, Kind::Ws, Kind::Wss]);
-    let server = server();
-    assert_eq!(server.kinds(), TRANSPORTS);
-    assert_eq!(server.addr_for(Kind::Tcp), server.addr);
-    for &kind in TRANSPORTS {
-        assert!(server.addr_for(kind).ip().is_loopback());
-    }
+    each_io(|server| {
+        assert_eq!(server.kinds(), TRANSPORTS);
+        assert_eq!(server.addr_for(Kind::Tcp), server.addr);
+        for &kind in TRANSPORTS {
+            assert!(server.addr_for(kind).ip().is_loopback());
+        }
+    });
 }
 
 #[test]
 fn a_short_chat_over_each_transport_with_a_tcp_member() {
-    for &kind in TRANSPORTS {
-        let server = server();
+    each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
         let mut bob = server.join("bob");
         let mut ana = server.join_over(kind, "ana");
         bob.expect("ana has joined the chat.");
@@ -60,43 +72,12 @@ fn a_short_chat_over_each_transport_with_a_tcp_member() {
         ana.expect_closed_with(1000);
         bob.expect("ana has left the chat.");
         bob.expect_nothing_pending();
-    }
-}
-
-#[test]
-fn members_on_all_four_transports_see_one_order() {
-    let server = server();
-    let mut members: Vec<Client> = Vec::new();
-    for (i, &kind) in TRANSPORTS.iter().enumerate() {
-        let name = format!("m{i}");
-        let member = server.join_over(kind, &name);
-        for earlier in &mut members {
-            earlier.expect(&format!("{name} has joined the chat."));
-        }
-        members.push(member);
-    }
-    for round in 0..5 {
-        for member in &mut members {
-            let line = format!("round {round} from {}", member.kind());
-            member.send_line(&line);
-        }
-    }
-    let seen: Vec<Vec<String>> = members
-        .iter_mut()
-        .map(|m| (0..20).map(|_| m.line()).collect())
-        .collect();
-    for (member, lines) in members.iter().zip(&seen) {
-        assert_eq!(lines, &seen[0], "{} saw another order", member.kind());
-    }
-    for member in &mut members {
-        member.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn a_binary_message_closes_with_1003() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut bob = server.join("bob");
         let mut ana = server.join_over(kind, "ana");
         bob.expect("ana has joined the chat.");
@@ -104,13 +85,12 @@ fn a_binary_message_closes_with_1003() {
         assert_eq!(ana.expect_closed_code(), Some(1003), "{kind}");
         bob.expect("ana has left the chat.");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn invalid_utf8_closes_with_1007_after_the_lines_before_it() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut bob = server.join("bob");
         let mut ana = server.join_over(kind, "ana");
         bob.expect("ana has joined the chat.");
@@ -128,13 +108,12 @@ fn invalid_utf8_closes_with_1007_after_the_lines_before_it() {
         bob.expect("ana: fine");
         bob.expect("ana has left the chat.");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn pings_are_answered_with_pongs_before_and_after_the_name() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut ana = server.connect_over(kind);
         ana.ping(b"before the name");
         let before = ana.expect_pong(b"before the name");
@@ -153,26 +132,24 @@ fn pings_are_answered_with_pongs_before_and_after_the_name() {
         assert_eq!(next(), "ana has joined the chat.", "{kind}");
         ana.name = "ana".into();
         ana.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn one_message_may_hold_several_lines() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut ana = server.join_over(kind, "ana");
         ana.send(b"one\ntwo\r\nthree");
         ana.expect("ana: one");
         ana.expect("ana: two");
         ana.expect("ana: three");
         ana.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn a_fragmented_message_is_one_message() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut ana = server.join_over(kind, "ana");
         let first = Frame::message(b"hel".to_vec(), OpCode::Data(Data::Text), false);
         let last = Frame::message(b"lo".to_vec(), OpCode::Data(Data::Continue), true);
@@ -187,13 +164,12 @@ fn a_fragmented_message_is_one_message() {
             assert_eq!(before, ["ana: hello"], "{kind}");
         }
         ana.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn a_client_close_frame_leaves_and_is_answered() {
-    for &kind in WEBSOCKET_TRANSPORTS {
-        let server = server();
+    each_websocket(|server, kind| {
         let mut bob = server.join("bob");
         let mut ana = server.join_over(kind, "ana");
         bob.expect("ana has joined the chat.");
@@ -205,92 +181,72 @@ fn a_client_close_frame_leaves_and_is_answered() {
         );
         bob.expect("ana has left the chat.");
         bob.expect_nothing_pending();
-    }
+    });
 }
 
 #[test]
 fn a_tls_close_notify_leaves_like_a_tcp_half_close() {
-    let server = server();
-    let mut bob = server.join("bob");
-    let mut ana = server.join_over(Kind::Tls, "ana");
-    bob.expect("ana has joined the chat.");
-    ana.shutdown_write();
-    ana.expect_closed();
-    bob.expect("ana has left the chat.");
-    bob.expect_nothing_pending();
-}
-
-#[test]
-fn shutdown_says_so_and_closes_with_1001() {
-    for &kind in TRANSPORTS {
-        let mut server = server();
-        let mut ana = server.join_over(kind, "ana");
-        server.trigger_shutdown();
-        ana.expect("Server is shutting down.");
-        ana.expect_closed_with(1001);
-        server.stop().expect("the servers stopped cleanly");
-    }
-}
-
-#[test]
-fn a_name_timeout_closes_with_1008() {
-    for &kind in TRANSPORTS {
-        let config = ServerConfig::default().name_timeout(Duration::from_millis(300));
-        let server = TestServer::with_transports(Io::Events, config);
-        let mut silent = server.connect_over(kind);
-        silent.expect("NAME");
-        silent.expect("Timed out waiting for a name.");
-        silent.expect_closed_with(1008);
-    }
+    each_io(|server| {
+        let mut bob = server.join("bob");
+        let mut ana = server.join_over(Kind::Tls, "ana");
+        bob.expect("ana has joined the chat.");
+        ana.shutdown_write();
+        ana.expect_closed();
+        bob.expect("ana has left the chat.");
+        bob.expect_nothing_pending();
+    });
 }
 
 #[test]
 fn tls_1_2_works_too() {
-    let server = server();
-    let pinned = server_certificate(&server);
-    let trust = Trust::with_config(pinned_config(pinned, &[&rustls::version::TLS12]));
-    for kind in [Kind::Tls, Kind::Wss] {
-        let mut ana = Client::connect_over(kind, server.addr_for(kind), &trust);
-        ana.expect("NAME");
-        ana.send_line("ana");
-        ana.expect("Welcome to the chat, ana!");
-        ana.expect("ana has joined the chat.");
-        ana.send_line("QUIT");
-        ana.expect_closed_with(1000);
-    }
+    each_io(|server| {
+        let pinned = server_certificate(&server);
+        let trust = Trust::with_config(pinned_config(pinned, &[&rustls::version::TLS12]));
+        for kind in [Kind::Tls, Kind::Wss] {
+            let mut ana = Client::connect_over(kind, server.addr_for(kind), &trust);
+            ana.expect("NAME");
+            ana.send_line("ana");
+            ana.expect("Welcome to the chat, ana!");
+            ana.expect("ana has joined the chat.");
+            ana.send_line("QUIT");
+            ana.expect_closed_with(1000);
+        }
+    });
 }
 
 #[test]
 fn a_client_pinning_another_certificate_is_refused() {
-    let server = server();
-    let other = TlsCertificate::self_signed().expect("certificate");
-    let trust = Trust::pinned(other.certificate_der().clone());
-    let config = trust.config().expect("a TLS config");
-    let name = rustls::pki_types::ServerName::from(server.addr_for(Kind::Tls).ip());
-    let conn = rustls::ClientConnection::new(config, name).expect("TLS client");
-    let tcp = std::net::TcpStream::connect(server.addr_for(Kind::Tls)).expect("connect");
-    tcp.set_read_timeout(Some(common::TIMEOUT))
-        .expect("timeout");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut buf = [0u8; 64];
-    let error = std::io::Read::read(&mut tls, &mut buf).expect_err("the handshake must fail");
-    assert!(
-        error.to_string().contains("UnknownIssuer") || error.to_string().contains("issuer"),
-        "{error}"
-    );
+    each_io(|server| {
+        let other = TlsCertificate::self_signed().expect("certificate");
+        let trust = Trust::pinned(other.certificate_der().clone());
+        let config = trust.config().expect("a TLS config");
+        let name = rustls::pki_types::ServerName::from(server.addr_for(Kind::Tls).ip());
+        let conn = rustls::ClientConnection::new(config, name).expect("TLS client");
+        let tcp = std::net::TcpStream::connect(server.addr_for(Kind::Tls)).expect("connect");
+        tcp.set_read_timeout(Some(common::TIMEOUT))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = [0u8; 64];
+        let error = std::io::Read::read(&mut tls, &mut buf).expect_err("the handshake must fail");
+        assert!(
+            error.to_string().contains("UnknownIssuer") || error.to_string().contains("issuer"),
+            "{error}"
+        );
+    });
 }
 
 #[test]
 fn the_websocket_upgrade_elsewhere_than_ws_is_refused() {
-    let server = server();
-    for kind in WEBSOCKET_TRANSPORTS.iter().copied() {
-        let addr = server.addr_for(kind);
-        assert!(Client::try_connect_over(kind, addr, server.trust(), WS_PATH).is_ok());
-        match Client::try_connect_over(kind, addr, server.trust(), "/chat") {
-            Err(status) => assert_eq!(status, 404, "{kind}"),
-            Ok(_) => panic!("{kind}: /chat upgraded"),
+    each_io(|server| {
+        for kind in WEBSOCKET_TRANSPORTS.iter().copied() {
+            let addr = server.addr_for(kind);
+            assert!(Client::try_connect_over(kind, addr, server.trust(), WS_PATH).is_ok());
+            match Client::try_connect_over(kind, addr, server.trust(), "/chat") {
+                Err(status) => assert_eq!(status, 404, "{kind}"),
+                Ok(_) => panic!("{kind}: /chat upgraded"),
+            }
         }
-    }
+    });
 }
 
 /// The certificate the server presents, as a TLS client sees it.

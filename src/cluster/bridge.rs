@@ -177,6 +177,9 @@ pub(crate) struct Ctx {
     pub state: Mutex<State>,
     /// The last time NATS answered this node.
     pub last_ok: Mutex<Instant>,
+    /// When the first heartbeat since NATS last answered was sent: the cut,
+    /// if there is one, began no later (see [`super::liveness`]).
+    pub asked: Mutex<Option<Instant>>,
     pub failed: AtomicBool,
     /// Shared with the handle: set when the link stops serving.
     pub stopped: Arc<AtomicBool>,
@@ -199,6 +202,12 @@ impl Ctx {
     /// NATS answered.
     pub fn ok(&self) {
         *self.last_ok.lock() = Instant::now();
+        *self.asked.lock() = None;
+    }
+
+    /// A heartbeat is being sent.
+    pub fn asking(&self) {
+        self.asked.lock().get_or_insert_with(Instant::now);
     }
 
     /// Whether the link has failed or said goodbye (heartbeats stop).

@@ -59,8 +59,7 @@ pub enum LinkError {
 pub struct RoomLink {
     node: NodeId,
     room: RoomName,
-    commands: mpsc::Sender<Command>,
-    stopped: Arc<AtomicBool>,
+    requests: LinkRequests,
     control: Option<oneshot::Sender<Control>>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -71,10 +70,12 @@ impl RoomLink {
     /// calls `sink`. Blocks until then: at most about
     /// [`LinkConfig::connect_timeout`] when NATS cannot be reached.
     pub fn connect(config: LinkConfig, sink: impl LinkSink) -> Result<RoomLink, LinkError> {
-        if config.dead_after <= config.give_up_after + config.heartbeat {
-            // Else a node could be announced while it still serves.
+        if config.dead_after <= config.give_up_after + config.heartbeat * 2 {
+            // Else a node could be announced while it still serves: its last
+            // stored heartbeat and its first unanswered one can each be a
+            // heartbeat away from the cut.
             return Err(LinkError::Config(
-                "dead_after must exceed give_up_after plus heartbeat",
+                "dead_after must exceed give_up_after plus twice heartbeat",
             ));
         }
         if config.heartbeat.is_zero() {
@@ -109,8 +110,7 @@ impl RoomLink {
         let link = RoomLink {
             node,
             room,
-            commands,
-            stopped,
+            requests: LinkRequests { commands, stopped },
             control: Some(control),
             thread: Some(thread),
         };
@@ -130,14 +130,11 @@ impl RoomLink {
         &self.room
     }
 
-    fn send(&self, command: Command) -> Result<(), LinkError> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Err(LinkError::Stopped);
-        }
-        self.commands.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LinkError::Busy,
-            mpsc::error::TrySendError::Closed(_) => LinkError::Stopped,
-        })
+    /// The request half of the link, for a sink that must ask things of
+    /// it (a sink must not own the link itself: dropping the link joins the
+    /// bridge thread the sink runs on).
+    pub(crate) fn requests(&self) -> LinkRequests {
+        self.requests.clone()
     }
 
     /// Asks for `name` in the whole room for `member`: answered by
@@ -146,50 +143,43 @@ impl RoomLink {
     /// [`Refused`](super::LinkEvent::Refused). The name's validity is the
     /// caller's business (any text can be claimed).
     pub fn claim(&self, member: u64, name: &str) -> Result<(), LinkError> {
-        self.send(Command::Claim {
-            member,
-            name: name.to_owned(),
-        })
+        self.requests.claim(member, name)
     }
 
     /// Publishes `member`'s join, under the name it claimed. Its
     /// [`Joined`](super::LinkEvent::Joined) carries its history.
     pub fn join(&self, member: u64) -> Result<(), LinkError> {
-        self.send(Command::Join { member })
+        self.requests.join(member)
     }
 
     /// Publishes public lines of `member`, in this order (several lines read
     /// together are best given together).
     pub fn say(&self, member: u64, lines: Vec<String>) -> Result<(), LinkError> {
-        self.send(Command::Say { member, lines })
+        self.requests.say(member, lines)
     }
 
     /// Publishes a whisper from `member` to the member named `target`
     /// (matched without regard to case when its turn comes).
     pub fn whisper(&self, member: u64, target: &str, text: &str) -> Result<(), LinkError> {
-        self.send(Command::Whisper {
-            member,
-            target: target.to_owned(),
-            text: text.to_owned(),
-        })
+        self.requests.whisper(member, target, text)
     }
 
     /// Publishes `member`'s leave (if it joined) and then frees its name.
     pub fn leave(&self, member: u64) -> Result<(), LinkError> {
-        self.send(Command::Leave { member })
+        self.requests.leave(member)
     }
 
     /// Asks for the room's names: [`List`](super::LinkEvent::List), after
     /// `member`'s earlier requests have come back from the stream.
     pub fn list(&self, member: u64) -> Result<(), LinkError> {
-        self.send(Command::List { member })
+        self.requests.list(member)
     }
 
     /// [`Barrier`](super::LinkEvent::Barrier) with `token`, after `member`'s
     /// earlier requests have come back from the stream (for replies that
     /// must not overtake them, such as `\help`).
     pub fn barrier(&self, member: u64, token: u64) -> Result<(), LinkError> {
-        self.send(Command::Barrier { member, token })
+        self.requests.barrier(member, token)
     }
 
     /// Says goodbye: finishes every queued request, publishes the leave of
@@ -220,5 +210,67 @@ impl Drop for RoomLink {
                 log::error!("room {}: the NATS bridge thread panicked", self.room);
             }
         }
+    }
+}
+
+/// The request half of a [`RoomLink`]: what [`RoomLink::claim`] and its
+/// siblings send through, without the bridge thread's handle.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkRequests {
+    commands: mpsc::Sender<Command>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl LinkRequests {
+    fn send(&self, command: Command) -> Result<(), LinkError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(LinkError::Stopped);
+        }
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Busy,
+            mpsc::error::TrySendError::Closed(_) => LinkError::Stopped,
+        })
+    }
+
+    /// See [`RoomLink::claim`].
+    pub(crate) fn claim(&self, member: u64, name: &str) -> Result<(), LinkError> {
+        self.send(Command::Claim {
+            member,
+            name: name.to_owned(),
+        })
+    }
+
+    /// See [`RoomLink::join`].
+    pub(crate) fn join(&self, member: u64) -> Result<(), LinkError> {
+        self.send(Command::Join { member })
+    }
+
+    /// See [`RoomLink::say`].
+    pub(crate) fn say(&self, member: u64, lines: Vec<String>) -> Result<(), LinkError> {
+        self.send(Command::Say { member, lines })
+    }
+
+    /// See [`RoomLink::whisper`].
+    pub(crate) fn whisper(&self, member: u64, target: &str, text: &str) -> Result<(), LinkError> {
+        self.send(Command::Whisper {
+            member,
+            target: target.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// See [`RoomLink::leave`].
+    pub(crate) fn leave(&self, member: u64) -> Result<(), LinkError> {
+        self.send(Command::Leave { member })
+    }
+
+    /// See [`RoomLink::list`].
+    pub(crate) fn list(&self, member: u64) -> Result<(), LinkError> {
+        self.send(Command::List { member })
+    }
+
+    /// See [`RoomLink::barrier`].
+    pub(crate) fn barrier(&self, member: u64, token: u64) -> Result<(), LinkError> {
+        self.send(Command::Barrier { member, token })
     }
 }

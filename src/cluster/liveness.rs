@@ -2,9 +2,13 @@
 //!
 //! - Every [`LinkConfig::heartbeat`](super::LinkConfig::heartbeat) this node
 //!   rewrites its key in the nodes bucket. Any answer from NATS (a heartbeat,
-//!   a publish, a stream message) counts as contact; after
-//!   [`give_up_after`](super::LinkConfig::give_up_after) without any, the
-//!   link fails: the node must stop serving.
+//!   a publish, a stream message) counts as contact; once the first
+//!   heartbeat sent after the last contact has waited
+//!   [`give_up_after`](super::LinkConfig::give_up_after) with no contact
+//!   since, the link fails: the node must stop serving. (Counted from that
+//!   heartbeat, not from the last contact, which can be up to a heartbeat
+//!   older than the cut: a node gives up only once cut off for
+//!   `give_up_after`, and no later than a heartbeat after that.)
 //! - Every heartbeat this node also reads every node's key. A node whose
 //!   revision has not changed for
 //!   [`dead_after`](super::LinkConfig::dead_after), by this node's clock and
@@ -15,9 +19,10 @@
 //!   several survivors make one notice each), its names freed and its key
 //!   removed.
 //!
-//! With `dead_after` = 7 s > `give_up_after` = 5 s, a node is never announced
-//! while it may still serve: the survivors' 7 s start no earlier than its
-//! last stored heartbeat, its own 5 s no later than that heartbeat's answer.
+//! With `dead_after` = 7 s > `give_up_after` + 2 × `heartbeat` = 6 s, a node
+//! is never announced while it may still serve: the survivors' 7 s start no
+//! earlier than its last stored heartbeat, which is at most a heartbeat older
+//! than the cut; its own 5 s start no later than a heartbeat after the cut.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +52,7 @@ pub(crate) async fn heartbeat(ctx: Arc<Ctx>) {
             return;
         }
         beat += 1;
+        ctx.asking();
         let put = ctx
             .nodes
             .put(ctx.node.as_str(), Bytes::from(beat.to_string()));
@@ -76,8 +82,11 @@ async fn watchdog(ctx: Arc<Ctx>) {
         if ctx.is_stopped() {
             return;
         }
-        let silent = ctx.last_ok.lock().elapsed();
-        if silent > ctx.config.give_up_after {
+        // Counted from the first unanswered heartbeat, not from the last
+        // answer: the cut began between the two, and a node must not give
+        // up before it has lasted `give_up_after`.
+        let waiting = ctx.asked.lock().map(|t| t.elapsed());
+        if waiting.is_some_and(|waiting| waiting > ctx.config.give_up_after) {
             ctx.fail(format!(
                 "cut off from NATS for more than {:.1} s",
                 ctx.config.give_up_after.as_secs_f64()

@@ -1,6 +1,13 @@
 //! One room across several servers, through NATS JetStream (the `nats`
 //! feature).
 //!
+//! [`ClusterRoom`] makes a [`Server`](crate::Server) one node of such a room
+//! (see its example): a [`RoomBackend`](crate::room::RoomBackend) made of a
+//! local [`ChatRoom`](crate::ChatRoom), which renders and fans out to this
+//! server's members exactly as a single server does, and the [`RoomLink`]
+//! described below, whose events it applies to that local room in the
+//! stream's order. The rest of this page is about the link.
+//!
 //! A [`RoomLink`] makes one server a node of a room shared by every server
 //! linked to the same NATS server and room name. The rest of the crate stays
 //! synchronous: the link runs the `async-nats` client on a tokio runtime on
@@ -79,18 +86,20 @@
 //! # Liveness
 //!
 //! Each node rewrites its heartbeat key every [`LinkConfig::heartbeat`]. A
-//! node that has had no answer from NATS for [`LinkConfig::give_up_after`]
-//! (5 s) considers itself dead: its sink gets [`LinkEvent::Fatal`] and it
-//! stops delivering. Every node polls the heartbeats; one whose key has not
+//! node cut off from NATS for [`LinkConfig::give_up_after`] (5 s: a
+//! heartbeat left unanswered that long, with no other answer meanwhile)
+//! considers itself dead: its sink gets [`LinkEvent::Fatal`] and it stops
+//! delivering. Every node polls the heartbeats; one whose key has not
 //! changed (or that has had no key while it serves members) for
 //! [`LinkConfig::dead_after`] (7 s) of the poller's own clock, while the
 //! poller itself kept reading the heartbeats, is dead: the poller publishes
 //! a leave for each of its members, each with a `Nats-Msg-Id` made of the
 //! dead node and the member (the id that node's own leave would have used),
 //! so several survivors cause one notice each, then frees their names and
-//! removes the dead node's heartbeat. Since 7 s > 5 s, a node is announced
-//! only after it has stopped serving; with the default timings the
-//! announcement comes about 7 to 8.5 s after the death.
+//! removes the dead node's heartbeat. Since 7 s exceeds 5 s plus two
+//! heartbeats, a node is announced only after it has stopped serving; with
+//! the default timings the announcement comes about 7 to 8.5 s after the
+//! death.
 //!
 //! # Failures
 //!
@@ -108,10 +117,12 @@ mod event;
 mod link;
 mod liveness;
 mod names;
+mod node;
 mod publisher;
 mod reader;
 mod roster;
 mod setup;
+mod sink;
 mod wire;
 
 use std::time::Duration;
@@ -119,6 +130,7 @@ use std::time::Duration;
 pub use event::{HistoryLine, LeaveReason, LinkEvent, LinkSink, Member, Refusal};
 pub use link::{LinkError, RoomLink};
 pub use names::{NodeId, RoomName, RoomNameError, MAX_ROOM_CHARS};
+pub use node::ClusterRoom;
 
 /// How a [`RoomLink`] reaches NATS and how it judges time.
 #[derive(Debug, Clone)]
@@ -141,10 +153,11 @@ pub struct LinkConfig {
     /// How often the node rewrites its heartbeat and polls the others'.
     pub heartbeat: Duration,
     /// How long another node's heartbeat must stand still before it is
-    /// announced dead. Must exceed `give_up_after` plus `heartbeat`.
+    /// announced dead. Must exceed `give_up_after` plus twice `heartbeat`.
     pub dead_after: Duration,
-    /// How long this node may go without an answer from NATS before it
-    /// considers itself dead ([`LinkEvent::Fatal`]).
+    /// How long this node may be cut off from NATS (a heartbeat left
+    /// unanswered, and no other answer meanwhile) before it considers
+    /// itself dead ([`LinkEvent::Fatal`]).
     pub give_up_after: Duration,
     /// The bound on reaching NATS and setting up the stream and buckets at
     /// start.

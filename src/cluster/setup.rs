@@ -73,15 +73,18 @@ pub(crate) async fn setup(
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    js.get_or_create_stream(stream_config)
-        .await
-        .map_err(|e| format!("cannot set up the stream {}: {e}", room.stream()))?;
-    let names = bucket(&js, room.names_bucket(), Duration::ZERO).await?;
-    let nodes = bucket(&js, room.nodes_bucket(), Duration::from_secs(60)).await?;
-    nodes
-        .put(node.as_str(), Bytes::from_static(b"0"))
-        .await
-        .map_err(|e| format!("cannot write this node's heartbeat: {e}"))?;
+    let mut tries = 0;
+    let (names, nodes) = loop {
+        tries += 1;
+        match make_room(&js, &room, &stream_config, &node).await {
+            Ok(made) => break made,
+            Err(error) if tries < SETUP_TRIES => {
+                log::debug!("room {room}: setting up again after: {error}");
+                tokio::time::sleep(SETUP_PAUSE).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
 
     let prefix = room.subject_prefix();
     let stream = room.stream();
@@ -107,12 +110,44 @@ pub(crate) async fn setup(
             abandoned: HashSet::new(),
         }),
         last_ok: Mutex::new(Instant::now()),
+        asked: Mutex::new(None),
         failed: AtomicBool::new(false),
         stopped,
         dead: Mutex::new(HashSet::new()),
         connections: conn_rx,
         config,
     })
+}
+
+/// How many times start-up tries to make (or find) the room's stream and
+/// buckets and to write its first heartbeat. Nodes that start at the same
+/// moment on a new room all make them, and nats-server can answer those
+/// that lose the race that their stream's subjects overlap the winner's
+/// stream, or that a bucket's first write has no stream yet; the next try
+/// finds everything made.
+const SETUP_TRIES: u32 = 5;
+
+/// The pause between two tries.
+const SETUP_PAUSE: Duration = Duration::from_millis(100);
+
+/// Makes (or finds) the stream and the buckets, and writes this node's
+/// first heartbeat. Returns the names and the nodes buckets.
+async fn make_room(
+    js: &jetstream::Context,
+    room: &RoomName,
+    stream_config: &stream::Config,
+    node: &NodeId,
+) -> Result<(kv::Store, kv::Store), String> {
+    js.get_or_create_stream(stream_config.clone())
+        .await
+        .map_err(|e| format!("cannot set up the stream {}: {e}", room.stream()))?;
+    let names = bucket(js, room.names_bucket(), Duration::ZERO).await?;
+    let nodes = bucket(js, room.nodes_bucket(), Duration::from_secs(60)).await?;
+    nodes
+        .put(node.as_str(), Bytes::from_static(b"0"))
+        .await
+        .map_err(|e| format!("cannot write this node's heartbeat: {e}"))?;
+    Ok((names, nodes))
 }
 
 /// Finds or makes a key-value bucket (history 1, on file).

@@ -258,6 +258,14 @@ impl Outbox {
         self.notify();
     }
 
+    /// Wakes the writer (its [`Wake`], or a thread waiting to fill or take)
+    /// although nothing new was queued: for a driver that has more to do
+    /// than write, such as a session whose room has answered its name
+    /// claim (see [`JoinTicket`](crate::room::JoinTicket)).
+    pub fn nudge(&self) {
+        self.notify();
+    }
+
     /// Drops everything queued; the connection is to be closed at once.
     pub fn abort(&self) {
         let state = self.state.lock();

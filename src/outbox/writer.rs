@@ -201,16 +201,16 @@ impl Outbox {
         let urgent = held.saturating_add(level).saturating_sub(counted_private);
         let cell = &at.cell;
         // A key that went up needs no more than a plain store: the log's
-        // bound stays under it. So does one that fell less than the log's
-        // allowance (an eighth of the urgent level, the smaller of its two)
-        // below every key published since the last check: the log puts a
-        // bound that far below a key it read. One that fell further is
-        // stored, then (after a fence) the bounds are read: the outbox's
-        // half of the store-then-load pair (see the room log's readers).
-        let slack = level / 8;
+        // bound stays under it. One that fell below the key of the last
+        // check is stored, then (after a fence) the bounds are read: the
+        // outbox's half of the store-then-load pair (see the room log's
+        // readers). Every fall is checked: the log may have put a bound
+        // right under a key (at its end, when the end came within the
+        // allowance of the key), so even a short private line can take
+        // the key under the bound.
         cell.cut_key.store(cut, Release);
         cell.urgent_key.store(urgent, Release);
-        let check = cut.saturating_add(slack) < at.fence_ref;
+        let check = cut < at.fence_ref;
         at.fence_ref = if check { cut } else { at.fence_ref.max(cut) };
         if check {
             fence(SeqCst);

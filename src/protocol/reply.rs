@@ -55,6 +55,9 @@ pub enum Reply<'a> {
     NameTimeout,
     /// `Server is shutting down.`
     ShuttingDown,
+    /// `Message not sent: the room is unavailable.` (a room across servers
+    /// could not take the line).
+    Unavailable,
 }
 
 impl Reply<'_> {
@@ -140,6 +143,7 @@ impl Reply<'_> {
             Reply::InvalidUtf8 => out.text("Message is not valid UTF-8."),
             Reply::NameTimeout => out.text("Timed out waiting for a name."),
             Reply::ShuttingDown => out.text("Server is shutting down."),
+            Reply::Unavailable => out.text("Message not sent: the room is unavailable."),
         }
         out.end();
     }
@@ -221,6 +225,7 @@ mod tests {
             Reply::InvalidUtf8,
             Reply::NameTimeout,
             Reply::ShuttingDown,
+            Reply::Unavailable,
         ] {
             let line = text(reply);
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
@@ -266,6 +271,10 @@ mod tests {
         assert_eq!(text(Reply::NameTimeout), "Timed out waiting for a name.\n");
         assert_eq!(text(Reply::ShuttingDown), "Server is shutting down.\n");
         assert_eq!(text(Reply::ServerFull), "Server is full.\n");
+        assert_eq!(
+            text(Reply::Unavailable),
+            "Message not sent: the room is unavailable.\n"
+        );
     }
 
     #[test]

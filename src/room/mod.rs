@@ -11,152 +11,42 @@
 //! its leave notice follows in the room's order. Wake-ups, aborts and logging
 //! wait until the lock is released.
 
-use std::collections::{BTreeMap, HashMap};
+mod backend;
+mod error;
+mod history;
+mod registry;
+mod relay;
+
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 
-use crate::outbox::{Fallout, LogStats, Outbox, Push, RoomLog, WakeKind, DEFAULT_CHUNK_BYTES};
-use crate::protocol::{name_key, validate_name, NameError, Reply};
+use crate::outbox::{LogStats, Outbox, Push, RoomLog, DEFAULT_CHUNK_BYTES};
+use crate::protocol::{name_key, validate_name, Reply};
+use history::History;
+use registry::{Aftermath, Member, Registry};
+
+pub use backend::{Claim, JoinTicket, Room, RoomBackend};
+pub use error::{JoinError, RoomError};
+pub use relay::Cut;
 
 /// Identifies a member of a room. Ids grow with each join and are never
 /// reused, so they also give the join order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MemberId(u64);
+pub struct MemberId(pub(crate) u64);
+
+impl MemberId {
+    /// The id as a number (unique in its room).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.0)
-    }
-}
-
-/// Why a join failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// The name breaks the naming rules.
-    #[error(transparent)]
-    InvalidName(#[from] NameError),
-    /// Another member has this name (without regard to case).
-    #[error("name '{0}' is already taken")]
-    NameTaken(String),
-    /// The room is closed: the server is shutting down.
-    #[error("the room is closed")]
-    Closed,
-    /// The newcomer's outbox did not take its welcome and join lines: they
-    /// would overflow it (it is now aborted), or it is closed already.
-    /// Nobody was told anything, and the name is still free.
-    #[error("the new member's outbox did not take its welcome")]
-    Undeliverable,
-}
-
-/// Why a room operation other than a join failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RoomError {
-    /// The sender is not (or no longer) a member.
-    #[error("member {0} is not in the room")]
-    NotMember(MemberId),
-    /// No member has the target name.
-    #[error("user '{0}' not found")]
-    UserNotFound(String),
-    /// The room is closed: the server is shutting down.
-    #[error("the room is closed")]
-    Closed,
-}
-
-struct Member {
-    id: MemberId,
-    name: Arc<str>,
-    key: String,
-    outbox: Arc<Outbox>,
-}
-
-/// What a room operation leaves to do once the lock is released.
-#[derive(Default)]
-struct Aftermath {
-    wake: Vec<(Weak<Outbox>, WakeKind)>,
-    abort: Vec<Weak<Outbox>>,
-    /// Members removed as slow consumers, for the log.
-    cut: Vec<MemberId>,
-}
-
-impl Aftermath {
-    fn run(self) {
-        for outbox in self.abort {
-            if let Some(outbox) = outbox.upgrade() {
-                outbox.abort();
-            }
-        }
-        for (outbox, kind) in self.wake {
-            if let Some(outbox) = outbox.upgrade() {
-                outbox.wake_from_log(kind);
-            }
-        }
-        for id in self.cut {
-            log::info!("member {id} removed: its backlog passed its limit");
-        }
-    }
-}
-
-#[derive(Default)]
-struct Registry {
-    /// By id, so in join order.
-    members: BTreeMap<MemberId, Member>,
-    /// Name key to member id.
-    by_key: HashMap<String, MemberId>,
-    next_id: u64,
-    closed: bool,
-}
-
-impl Registry {
-    fn member(&self, id: MemberId) -> Option<&Member> {
-        self.members.get(&id)
-    }
-
-    /// Appends a public event to the log, then removes whoever it cut.
-    fn publish(&mut self, log: &RoomLog, event: &[u8], after: &mut Aftermath) {
-        let mut fallout = Fallout::default();
-        log.append(event, &mut fallout);
-        let mut cut = Vec::new();
-        self.collect(&mut fallout, &mut cut, after);
-        self.remove_cut(log, cut, after);
-    }
-
-    /// Takes the fallout of an append: wake-ups and aborts for later, and
-    /// the members cut, in join order, onto `cut`.
-    fn collect(&mut self, fallout: &mut Fallout, cut: &mut Vec<MemberId>, after: &mut Aftermath) {
-        after.wake.append(&mut fallout.wake);
-        after.abort.append(&mut fallout.abort);
-        let start = cut.len();
-        for (tag, outbox) in fallout.cut.drain(..) {
-            cut.push(MemberId(tag));
-            after.abort.push(outbox);
-        }
-        cut[start..].sort_unstable();
-    }
-
-    /// Removes the members in `cut`, last first, each followed by its leave
-    /// notice as an event of its own; a notice that cuts others puts them
-    /// next in line.
-    fn remove_cut(&mut self, log: &RoomLog, mut cut: Vec<MemberId>, after: &mut Aftermath) {
-        let mut fallout = Fallout::default();
-        while let Some(id) = cut.pop() {
-            let Some(member) = self.remove(id) else {
-                continue;
-            };
-            after.cut.push(member.id);
-            log.append(&Reply::Left(&member.name).encode(), &mut fallout);
-            self.collect(&mut fallout, &mut cut, after);
-        }
-    }
-
-    fn remove(&mut self, id: MemberId) -> Option<Member> {
-        let member = self.members.remove(&id)?;
-        self.by_key.remove(&member.key);
-        Some(member)
     }
 }
 
@@ -180,10 +70,62 @@ impl ChatRoom {
     /// [`DEFAULT_CHUNK_BYTES`]). Smaller chunks give memory back in finer
     /// steps, at the cost of more allocations.
     pub fn with_chunk_size(bytes: usize) -> Self {
+        Self::build(bytes, 0)
+    }
+
+    /// An empty, open room that replays up to `lines` of its latest public
+    /// lines to each newcomer (`--history`): right after its welcome line and
+    /// before its join notice, as they were first sent, in the room's order.
+    /// Whispers are never replayed.
+    ///
+    /// The room keeps those lines, rendered, in one bounded ring: about
+    /// `lines` times the longest line of memory. A newcomer is replayed no
+    /// more than half its outbox's limit (the newest lines that fit), so
+    /// that its welcome never overflows it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use chatcore::{ChatRoom, Outbox};
+    ///
+    /// let room = ChatRoom::with_history(2);
+    /// let ana = room.join("ana", Arc::new(Outbox::new(1 << 20)))?;
+    /// for text in ["one", "two", "three"] {
+    ///     room.broadcast(ana, text)?;
+    /// }
+    /// let bob = Arc::new(Outbox::new(1 << 20));
+    /// room.join("bob", bob.clone())?;
+    /// assert_eq!(
+    ///     bob.drain_bytes(),
+    ///     b"Welcome to the chat, bob!\nana: two\nana: three\nbob has joined the chat.\n"
+    /// );
+    /// # Ok::<(), chatcore::Error>(())
+    /// ```
+    pub fn with_history(lines: usize) -> Self {
+        Self::build(DEFAULT_CHUNK_BYTES, lines)
+    }
+
+    fn build(chunk_bytes: usize, history: usize) -> Self {
         ChatRoom {
-            registry: RwLock::new(Registry::default()),
-            log: Arc::new(RoomLog::new(bytes)),
+            registry: RwLock::new(Registry {
+                history: History::new(history),
+                ..Registry::default()
+            }),
+            log: Arc::new(RoomLog::new(chunk_bytes)),
         }
+    }
+
+    /// An id that no member of this room has, nor will get from a join: for
+    /// a [`RoomBackend`] that names its members before they join.
+    pub fn reserve_id(&self) -> MemberId {
+        let mut registry = self.registry.write();
+        let id = MemberId(registry.next_id);
+        registry.next_id += 1;
+        id
+    }
+
+    /// How many public lines a newcomer is replayed at most (0: none).
+    pub fn history_lines(&self) -> usize {
+        self.registry.read().history.cap()
     }
 
     /// Adds a member named `name` whose lines go to `outbox`.
@@ -194,10 +136,14 @@ impl ChatRoom {
     /// A join is all or nothing: if `outbox` cannot take the newcomer's two
     /// lines, nobody is told anything, the name stays free and the join
     /// fails with [`JoinError::Undeliverable`].
+    ///
+    /// In a room made [`with_history`](Self::with_history), the latest
+    /// public lines come between the two.
     pub fn join(&self, name: &str, outbox: Arc<Outbox>) -> Result<MemberId, JoinError> {
         validate_name(name)?;
         let key = name_key(name);
-        let welcome = Reply::Welcome(name).encode();
+        let mut welcome = Vec::with_capacity(name.len() + 24);
+        welcome.extend_from_slice(&Reply::Welcome(name).encode());
         let joined = Reply::Joined(name).encode();
         let mut after = Aftermath::default();
         let mut registry = self.registry.write();
@@ -207,6 +153,9 @@ impl ChatRoom {
         if registry.by_key.contains_key(&key) {
             return Err(JoinError::NameTaken(name.to_owned()));
         }
+        registry
+            .history
+            .replay_into(&mut welcome, replay_budget(&outbox));
         // The newcomer first: if it cannot take its own lines, it never was
         // a member.
         let id = MemberId(registry.next_id);
@@ -270,19 +219,18 @@ impl ChatRoom {
             return Ok(());
         }
         let mut after = Aftermath::default();
-        let mut registry = self.registry.write();
-        if registry.closed {
+        let mut guard = self.registry.write();
+        if guard.closed {
             return Err(RoomError::Closed);
         }
-        let sender = registry.member(from).ok_or(RoomError::NotMember(from))?;
-        let name = &sender.name;
-        let size = texts.iter().map(|t| name.len() + t.len() + 3).sum();
-        let mut block = BytesMut::with_capacity(size);
-        for &text in texts {
-            Reply::Public { from: name, text }.encode_into(&mut block);
-        }
+        let registry = &mut *guard;
+        let sender = registry
+            .members
+            .get(&from)
+            .ok_or(RoomError::NotMember(from))?;
+        let block = render_public(&mut registry.history, &sender.name, texts);
         registry.publish(&self.log, &block, &mut after);
-        drop(registry);
+        drop(guard);
         after.run();
         Ok(())
     }
@@ -376,6 +324,24 @@ impl ChatRoom {
     pub fn is_closed(&self) -> bool {
         self.registry.read().closed
     }
+}
+
+/// Renders public lines into one block, keeping each in the history.
+fn render_public(history: &mut History, name: &str, texts: &[&str]) -> BytesMut {
+    let size = texts.iter().map(|t| name.len() + t.len() + 3).sum();
+    let mut block = BytesMut::with_capacity(size);
+    for &text in texts {
+        let start = block.len();
+        Reply::Public { from: name, text }.encode_into(&mut block);
+        history.push(&block[start..]);
+    }
+    block
+}
+
+/// The most bytes of history a newcomer with this outbox is replayed: half
+/// its limit, so that the replay never overflows a fresh outbox.
+fn replay_budget(outbox: &Outbox) -> usize {
+    outbox.limit() / 2
 }
 
 impl Default for ChatRoom {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::outbox::OutboxState;
+use crate::protocol::NameError;
 
 fn outbox() -> Arc<Outbox> {
     Arc::new(Outbox::new(1 << 20))
@@ -269,4 +270,91 @@ fn close_sends_the_last_line_and_refuses_everything_after() {
     assert_eq!(room.join("cy", outbox()), Err(JoinError::Closed));
     assert_eq!(lines(&a), ["ana: before", "Server is shutting down."]);
     assert_eq!(lines(&b), ["ana: before", "Server is shutting down."]);
+}
+
+#[test]
+fn history_is_replayed_between_the_welcome_and_the_join_notice() {
+    let room = ChatRoom::with_history(2);
+    let a = outbox();
+    let ana = room.join("ana", a.clone()).expect("join");
+    room.broadcast_all(ana, &["one", "two"]).expect("say");
+    room.whisper(ana, "ana", "never replayed").expect("whisper");
+    room.broadcast(ana, "three\r").expect("say");
+    let b = outbox();
+    room.join("bob", b.clone()).expect("join");
+    assert_eq!(
+        lines(&b),
+        [
+            "Welcome to the chat, bob!",
+            "ana: two",
+            "ana: three\u{fffd}",
+            "bob has joined the chat."
+        ]
+    );
+    // Join and leave notices are not history.
+    room.leave(ana);
+    let c = outbox();
+    room.join("cy", c.clone()).expect("join");
+    assert_eq!(
+        lines(&c),
+        [
+            "Welcome to the chat, cy!",
+            "ana: two",
+            "ana: three\u{fffd}",
+            "cy has joined the chat."
+        ]
+    );
+    assert_eq!(room.history_lines(), 2);
+}
+
+#[test]
+fn history_of_fewer_lines_than_asked_replays_them_all() {
+    let room = ChatRoom::with_history(10);
+    let a = outbox();
+    room.join("ana", a.clone()).expect("join");
+    let b = outbox();
+    room.join("bob", b.clone()).expect("join");
+    assert_eq!(
+        lines(&b),
+        ["Welcome to the chat, bob!", "bob has joined the chat."]
+    );
+}
+
+#[test]
+fn a_room_without_history_replays_nothing() {
+    let room = ChatRoom::new();
+    let ana = room.join("ana", outbox()).expect("join");
+    room.broadcast(ana, "hi").expect("say");
+    let b = outbox();
+    room.join("bob", b.clone()).expect("join");
+    assert_eq!(
+        lines(&b),
+        ["Welcome to the chat, bob!", "bob has joined the chat."]
+    );
+    assert_eq!(room.history_lines(), 0);
+}
+
+#[test]
+fn history_never_overflows_a_newcomers_outbox() {
+    // 100 lines of about 100 bytes, for a newcomer holding 1,000 bytes: it
+    // gets the newest that fit in half its limit, and joins.
+    let room = ChatRoom::with_history(100);
+    let ana = room.join("ana", outbox()).expect("join");
+    let text = "x".repeat(95);
+    for _ in 0..100 {
+        room.broadcast(ana, &text).expect("say");
+    }
+    let small = Arc::new(Outbox::new(1000));
+    room.join("bob", small.clone()).expect("the join fits");
+    let got = lines(&small);
+    let replayed = got.iter().filter(|l| l.starts_with("ana: ")).count();
+    assert_eq!(replayed, 500 / 101, "{got:?}");
+    assert_eq!(
+        got.first().map(String::as_str),
+        Some("Welcome to the chat, bob!")
+    );
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("bob has joined the chat.")
+    );
 }

@@ -128,12 +128,6 @@ impl Listener {
     pub(crate) fn factory(&self) -> Option<LayerFactory> {
         self.layers.clone()
     }
-
-    /// The layers of a new connection: `None` for plain lines.
-    #[allow(dead_code)] // the threaded driver's, next
-    pub(crate) fn make_layers(&self) -> Option<Result<Box<dyn Layer>, LayerError>> {
-        self.layers.as_ref().map(|make| make())
-    }
 }
 
 impl fmt::Debug for Listener {

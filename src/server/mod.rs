@@ -21,7 +21,7 @@ pub use listener::{LayerFactory, Listener};
 pub use shutdown::Shutdown;
 
 use crate::error::ServerError;
-use crate::room::ChatRoom;
+use crate::room::{ChatRoom, Room};
 use crate::transport::{TcpTransport, Transport};
 use accept::{accept_failed, Backoff};
 use connections::Connections;
@@ -33,7 +33,9 @@ pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for aborted connections to go, past the grace.
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 
-/// A chat server: wires a [`Transport`] into a [`ChatRoom`].
+/// A chat server: wires a [`Transport`] into a [`ChatRoom`] (or into a
+/// [`Room`] served by a [`RoomBackend`](crate::room::RoomBackend), such as
+/// one room across several servers).
 ///
 /// [`Server::run`] serves any transport with a reader and a writer thread per
 /// connection. Over TCP, [`Server::run_event_loops`] serves every connection
@@ -55,7 +57,7 @@ const ABORT_WAIT: Duration = Duration::from_secs(1);
 /// ```
 pub struct Server<T: Transport> {
     transport: Arc<T>,
-    room: Arc<ChatRoom>,
+    room: Room,
     config: ServerConfig,
     connections: Arc<Connections>,
     shutdown: Shutdown,
@@ -71,8 +73,10 @@ impl<T: Transport> Server<T> {
         Self::with_room(transport, config, Arc::new(ChatRoom::new()))
     }
 
-    /// A server for an existing room (which it will close at shutdown).
-    pub fn with_room(transport: T, config: ServerConfig, room: Arc<ChatRoom>) -> Self {
+    /// A server for an existing room (which it will close at shutdown): an
+    /// `Arc<ChatRoom>`, or any [`Room`].
+    pub fn with_room(transport: T, config: ServerConfig, room: impl Into<Room>) -> Self {
+        let room = room.into();
         let transport = Arc::new(transport);
         let connections = Connections::new(config.max_clients);
         // Weak: a Shutdown handle may outlive the server, and must not keep
@@ -106,7 +110,9 @@ impl<T: Transport> Server<T> {
     /// Serves `listener` too, in the same room with the same limits (the
     /// client limit counts the connections of every listener together).
     /// The event loops ([`Server::run_event_loops`]) run its layers on
-    /// their own threads; [`Server::run`] on each connection's threads.
+    /// their own threads; [`Server::run`] accepts its connections on a
+    /// thread of its own and runs their layers on each connection's
+    /// threads.
     pub fn add_listener(&mut self, listener: Listener) {
         self.wake_too
             .lock()
@@ -119,9 +125,10 @@ impl<T: Transport> Server<T> {
         &self.listeners
     }
 
-    /// The room.
+    /// The room of this server's members (for a [`Room`] with a back end,
+    /// its [`local`](Room::local) room).
     pub fn room(&self) -> &Arc<ChatRoom> {
-        &self.room
+        self.room.local()
     }
 
     /// The transport.
@@ -149,26 +156,87 @@ impl<T: Transport> Server<T> {
     /// server, and with it the transport (a TCP listener), is gone by then:
     /// later connection attempts are refused.
     ///
+    /// Each connection has a reader and a writer thread. The listeners
+    /// added with [`Server::add_listener`] each have an accept thread of
+    /// their own; their layers (a TLS or WebSocket handshake included) run
+    /// on each connection's threads, never on an accept thread.
+    ///
     /// Fails at once if the limits cannot work together
-    /// ([`ServerConfig::validate`]), and later only if the transport fails in
-    /// a way that retrying cannot mend.
+    /// ([`ServerConfig::validate`]), and later only if the transport, or an
+    /// added listener, fails in a way that retrying cannot mend: the server
+    /// then shuts down as on [`Shutdown::trigger`] and returns that error.
     pub fn run(self) -> Result<(), ServerError> {
         self.config.validate()?;
-        let result = self.accept_loop(|connection| {
-            threaded::serve(connection, &self.room, &self.config, &self.connections);
+        let result = thread::scope(|scope| {
+            let mut result = Ok(());
+            let mut accepting = Vec::new();
+            for listener in &self.listeners {
+                let spawned = thread::Builder::new()
+                    .name("chat-accept".into())
+                    .spawn_scoped(scope, || self.accept_listener(listener));
+                match spawned {
+                    Ok(thread) => accepting.push(thread),
+                    Err(error) => {
+                        log::error!("no accept thread for {}: {error}", listener.label());
+                        result = Err(ServerError::Accept(error));
+                        self.shutdown.trigger();
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() {
+                result = self.accept_loop(&*self.transport, |connection| {
+                    threaded::serve(connection, &self.room, &self.config, &self.connections);
+                });
+            }
+            // The other accept loops stop too (shutdown wakes them).
+            self.shutdown.trigger();
+            for thread in accepting {
+                let accepted = thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                if result.is_ok() {
+                    result = accepted;
+                }
+            }
+            result
         });
         self.shutdown.trigger();
         self.finish();
         result
     }
 
-    /// Accepts until shut down, handing each connection to `dispatch`.
-    /// A failed accept is retried after a pause (see [`Backoff`]) unless the
-    /// listener itself is broken.
-    fn accept_loop(&self, mut dispatch: impl FnMut(T::Connection)) -> Result<(), ServerError> {
+    /// The accept loop of an added listener, on its own thread: a broken
+    /// listener shuts the whole server down.
+    fn accept_listener(&self, listener: &Listener) -> Result<(), ServerError> {
+        let layers = listener.factory();
+        let result = self.accept_loop(listener.transport(), |connection| {
+            threaded::serve_listener(
+                connection,
+                layers.clone(),
+                &self.room,
+                &self.config,
+                &self.connections,
+            );
+        });
+        if let Err(error) = &result {
+            log::error!("the {} listener failed: {error}", listener.label());
+            self.shutdown.trigger();
+        }
+        result
+    }
+
+    /// Accepts from `transport` until shut down, handing each connection
+    /// to `dispatch`. A failed accept is retried after a pause (see
+    /// [`Backoff`]) unless the listener itself is broken.
+    fn accept_loop<U: Transport>(
+        &self,
+        transport: &U,
+        mut dispatch: impl FnMut(U::Connection),
+    ) -> Result<(), ServerError> {
         let mut backoff = Backoff::default();
         loop {
-            let accepted = self.transport.accept();
+            let accepted = transport.accept();
             if self.shutdown.is_triggered() {
                 if let Ok(connection) = accepted {
                     // Told `Server is shutting down.` like any other.

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::protocol::Reply;
-use crate::room::ChatRoom;
+use crate::room::Room;
 
 use super::connections::Connections;
 
 struct Inner {
     triggered: AtomicBool,
-    room: Arc<ChatRoom>,
+    room: Room,
     connections: Arc<Connections>,
     wake_accept: Box<dyn Fn() + Send + Sync>,
 }
@@ -30,7 +30,7 @@ pub struct Shutdown {
 
 impl Shutdown {
     pub(crate) fn new(
-        room: Arc<ChatRoom>,
+        room: Room,
         connections: Arc<Connections>,
         wake_accept: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
@@ -44,7 +44,10 @@ impl Shutdown {
         }
     }
 
-    /// Begins the shutdown. Returns at once; later calls do nothing.
+    /// Begins the shutdown. Returns at once (with a
+    /// [`RoomBackend`](crate::room::RoomBackend), once it has closed its
+    /// room: a room across servers first waits, briefly, for its members'
+    /// lines still on their way); later calls do nothing.
     pub fn trigger(&self) {
         if self.inner.triggered.swap(true, Ordering::SeqCst) {
             return;

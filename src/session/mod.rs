@@ -5,14 +5,31 @@
 //! commands, calls the room, and pushes its own replies into the connection's
 //! [`Outbox`]. It never touches a socket, so the thread-per-connection driver,
 //! an event loop and a unit test all run the same code.
+//!
+//! # A room that answers later
+//!
+//! With a [`RoomBackend`](crate::room::RoomBackend) (a room across
+//! servers), a name claim may need a round trip. The session then waits
+//! ([`SessionState::Joining`]): it decodes nothing more, and
+//! [`Session::receive`] leaves what it is given in the buffer. The driver
+//! keeps those bytes and reads no more from the client meanwhile (what the
+//! client sends waits in the kernel, bounded by TCP's window), so a client
+//! that floods during its claim holds at most one read's worth of memory.
+//! When the answer comes, the back end wakes the connection's writer; the
+//! driver then calls [`Session::resume`] with the bytes it kept, and reads
+//! again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::outbox::{Outbox, Push};
 use crate::protocol::{is_blank, Command, Frame, LineCodec, Reply};
-use crate::room::{ChatRoom, JoinError, MemberId, RoomError};
+use crate::room::{Claim, JoinError, JoinTicket, MemberId, Room, RoomError};
+use said::Said;
+
+mod said;
 
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +37,9 @@ use crate::room::{ChatRoom, JoinError, MemberId, RoomError};
 pub enum SessionState {
     /// Waiting for an acceptable name.
     Handshake,
+    /// A name was asked for and the room has not answered yet: input waits
+    /// (see [a room that answers later](self#a-room-that-answers-later)).
+    Joining,
     /// A member of the room.
     Joined(MemberId),
     /// Done: read no more input. What is queued in the outbox is still to be
@@ -36,7 +56,7 @@ pub enum SessionState {
 ///
 /// let room = Arc::new(ChatRoom::new());
 /// let outbox = Arc::new(Outbox::new(1 << 20));
-/// let mut session = Session::new(room.clone(), outbox.clone(), 4096);
+/// let mut session = Session::new(room, outbox.clone(), 4096);
 /// session.receive(&mut BytesMut::from(&b"ana\r\nhello\n"[..]));
 /// assert_eq!(
 ///     outbox.drain_bytes(),
@@ -45,24 +65,28 @@ pub enum SessionState {
 /// ```
 #[derive(Debug)]
 pub struct Session {
-    room: Arc<ChatRoom>,
+    room: Room,
     outbox: Arc<Outbox>,
     codec: LineCodec,
     state: SessionState,
     /// The bytes each public line costs beyond its text once rendered
-    /// (`<name>: ` and `\n`); known once joined.
+    /// (`<name>: ` and `\n`); known once a name is asked for.
     line_overhead: usize,
+    /// The claim whose answer the session waits for, while `Joining`.
+    ticket: Option<Arc<JoinTicket>>,
 }
 
 impl Session {
-    /// Starts a session: sends `NAME` and waits for a name.
-    pub fn new(room: Arc<ChatRoom>, outbox: Arc<Outbox>, max_line: usize) -> Self {
+    /// Starts a session: sends `NAME` and waits for a name. `room` is an
+    /// `Arc<ChatRoom>` (the in-process room) or any [`Room`].
+    pub fn new(room: impl Into<Room>, outbox: Arc<Outbox>, max_line: usize) -> Self {
         let mut session = Session {
-            room,
+            room: room.into(),
             outbox,
             codec: LineCodec::new(max_line),
             state: SessionState::Handshake,
             line_overhead: 0,
+            ticket: None,
         };
         session.send(Reply::Name.encode());
         session
@@ -76,6 +100,36 @@ impl Session {
     /// Whether the session reads no more input.
     pub fn is_closed(&self) -> bool {
         self.state == SessionState::Closed
+    }
+
+    /// Whether the session waits for the room's answer to its name: the
+    /// driver reads nothing meanwhile, and calls [`Session::resume`] when
+    /// the connection's writer is woken.
+    pub fn is_waiting(&self) -> bool {
+        self.state == SessionState::Joining
+    }
+
+    /// Waits (up to `timeout`) for the room's answer to the name, for a
+    /// driver with a thread of its own; returns whether it has come (or the
+    /// session is not waiting). [`Session::resume`] then takes it.
+    pub fn wait_answer(&self, timeout: Duration) -> bool {
+        match &self.ticket {
+            Some(ticket) if self.is_waiting() => ticket.wait(timeout) || !self.outbox.is_open(),
+            _ => true,
+        }
+    }
+
+    /// If the session was waiting for the room's answer and it has come (or
+    /// the connection is closing): takes it and handles the input held
+    /// meanwhile (`held`: what the driver kept, consumed as by
+    /// [`Session::receive`]). Returns whether it did; `false` means still
+    /// waiting, or nothing to resume.
+    pub fn resume(&mut self, held: &mut BytesMut) -> bool {
+        if !self.is_waiting() || !self.take_answer() {
+            return false;
+        }
+        self.receive(held);
+        true
     }
 
     /// The member this session joined as, if it has.
@@ -96,10 +150,15 @@ impl Session {
     /// reads no more.
     ///
     /// Consecutive public lines go to the room together, as one event (see
-    /// [`ChatRoom::broadcast_all`]); any other line first sends them.
+    /// [`ChatRoom::broadcast_all`](crate::ChatRoom::broadcast_all)); any
+    /// other line first sends them.
     pub fn receive(&mut self, buf: &mut BytesMut) -> SessionState {
         let mut said = Said::new(self.outbox.limit(), self.line_overhead);
         while !self.check_outbox() {
+            if self.is_waiting() && !self.take_answer() {
+                // Held: the bytes stay in `buf` until the answer comes.
+                break;
+            }
             let Some(frame) = self.codec.decode(buf) else {
                 break;
             };
@@ -107,7 +166,7 @@ impl Session {
                 Frame::Line(line) => match self.state {
                     SessionState::Joined(id) => self.handle_line(id, line, &mut said),
                     SessionState::Handshake => self.handle_name(line),
-                    SessionState::Closed => {}
+                    SessionState::Joining | SessionState::Closed => {}
                 },
                 Frame::TooLong => {
                     self.say(&mut said);
@@ -135,13 +194,49 @@ impl Session {
     }
 
     /// The handshake deadline passed. A session still waiting for a name
-    /// gets `Timed out waiting for a name.` and is closed; otherwise nothing
-    /// happens.
+    /// (or for the room's answer to one) gets `Timed out waiting for a
+    /// name.` and is closed; otherwise nothing happens.
     pub fn name_timed_out(&mut self) {
-        if self.state == SessionState::Handshake {
-            self.outbox.close_with(&Reply::NameTimeout.encode());
-            self.state = SessionState::Closed;
+        if self.is_waiting() {
+            // The answer may have come just in time.
+            self.take_answer();
         }
+        match self.state {
+            SessionState::Handshake => {
+                self.outbox.close_with(&Reply::NameTimeout.encode());
+                self.state = SessionState::Closed;
+            }
+            SessionState::Joining => {
+                self.outbox.close_with(&Reply::NameTimeout.encode());
+                // Gives the claim up.
+                self.end();
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the room's answer to the name, if it has come (`false`: still
+    /// waiting).
+    fn take_answer(&mut self) -> bool {
+        let Some(ticket) = &self.ticket else {
+            return true;
+        };
+        let Some(answer) = ticket.answer() else {
+            if self.outbox.is_open() {
+                return false;
+            }
+            // Closing (shutdown, or an overflow): no answer is awaited.
+            self.end();
+            return true;
+        };
+        let member = ticket.member();
+        self.ticket = None;
+        self.state = SessionState::Handshake;
+        match answer {
+            Ok(()) => self.joined(member),
+            Err(error) => self.join_failed(error),
+        }
+        true
     }
 
     /// Whether the outbox still takes lines; if not (the server is shutting
@@ -154,12 +249,17 @@ impl Session {
         self.is_closed()
     }
 
-    /// Leaves the room if joined, and closes the outbox.
+    /// Leaves the room if joined (or gives up a claim under way), and
+    /// closes the outbox (at once, or once the room has taken the leave).
     fn end(&mut self) {
-        if let SessionState::Joined(id) = self.state {
-            self.room.leave(id);
+        match self.state {
+            SessionState::Joined(id) => self.room.leave(id, &self.outbox),
+            SessionState::Joining => match self.ticket.take() {
+                Some(ticket) => self.room.leave(ticket.member(), &self.outbox),
+                None => self.outbox.close(),
+            },
+            _ => self.outbox.close(),
         }
-        self.outbox.close();
         self.state = SessionState::Closed;
     }
 
@@ -186,7 +286,7 @@ impl Session {
     /// Answers a line that could not be read; in the handshake, asks for the
     /// name again.
     fn refuse(&mut self, reply: Reply<'_>) {
-        self.send(reply.encode());
+        self.reply(reply.encode());
         if self.state == SessionState::Handshake {
             self.send(Reply::Name.encode());
         }
@@ -200,22 +300,40 @@ impl Session {
             self.end();
             return;
         }
-        match self.room.join(name, self.outbox.clone()) {
-            Ok(id) => {
-                log::info!("member {id} joined");
-                self.state = SessionState::Joined(id);
-                self.line_overhead = name.len() + 3;
+        self.line_overhead = name.len() + 3;
+        match self.room.claim(name, &self.outbox) {
+            Claim::Joined(id) => self.joined(id),
+            Claim::Refused(error) => self.join_failed(error),
+            Claim::Pending(ticket) => {
+                self.ticket = Some(ticket);
+                self.state = SessionState::Joining;
+                // It may have been answered already.
+                self.take_answer();
             }
-            Err(JoinError::InvalidName(_)) => {
+        }
+    }
+
+    fn joined(&mut self, id: MemberId) {
+        log::info!("member {id} joined");
+        self.state = SessionState::Joined(id);
+    }
+
+    fn join_failed(&mut self, error: JoinError) {
+        match error {
+            JoinError::InvalidName(_) => {
                 self.send(Reply::InvalidName.encode());
                 self.send(Reply::Name.encode());
             }
-            Err(JoinError::NameTaken(_)) => {
-                self.send(Reply::NameTaken(name).encode());
+            JoinError::NameTaken(name) => {
+                self.send(Reply::NameTaken(&name).encode());
                 self.send(Reply::Name.encode());
             }
-            Err(JoinError::Closed) => self.shut_down(),
-            Err(JoinError::Undeliverable) => {
+            JoinError::Unavailable => {
+                self.send(Reply::Unavailable.encode());
+                self.send(Reply::Name.encode());
+            }
+            JoinError::Closed => self.shut_down(),
+            JoinError::Undeliverable => {
                 log::info!("connection dropped: its welcome overflowed its outbox");
                 self.end();
             }
@@ -240,7 +358,7 @@ impl Session {
         if said.texts.is_empty() {
             return;
         }
-        let result = self.room.broadcast_all(id, &said.texts);
+        let result = self.room.say(id, &said.texts);
         said.clear();
         self.settle(result);
     }
@@ -248,23 +366,23 @@ impl Session {
     /// Runs a member's command other than public text.
     fn handle_command(&mut self, id: MemberId, command: Command<'_>) {
         let result = match command {
-            Command::Say(text) => self.room.broadcast(id, text),
+            Command::Say(text) => self.room.say(id, &[text]),
             Command::Whisper { target, text } => self.room.whisper(id, target, text),
             Command::WhisperUsage => {
-                self.send(Reply::WhisperUsage.encode());
+                self.reply(Reply::WhisperUsage.encode());
                 Ok(())
             }
-            Command::List => {
-                // Its size is the room's, not the member's: it does not
-                // count against the member's limit (see `Outbox::push_reply`).
-                if self.outbox.push_reply(&self.room.user_list()) == Push::Overflow {
+            Command::List => match self.room.list(id, &self.outbox) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
                     log::info!("member {id} dropped: its outbox overflowed");
                     self.end();
+                    Ok(())
                 }
-                Ok(())
-            }
+                Err(error) => Err(error),
+            },
             Command::Help => {
-                self.send(Reply::Help.encode());
+                self.reply(Reply::Help.encode());
                 Ok(())
             }
             Command::Quit => {
@@ -285,10 +403,30 @@ impl Session {
             }
             Err(RoomError::Closed) => self.shut_down(),
             Err(RoomError::NotMember(_)) => self.end(),
+            Err(RoomError::Unavailable(lines)) => {
+                // Said at once: the room did not take the lines, so there
+                // is nothing of theirs for the reply to wait for.
+                for _ in 0..lines {
+                    self.send(Reply::Unavailable.encode());
+                }
+            }
         }
     }
 
-    /// Pushes one of this session's own replies. If it overflows the outbox,
+    /// Pushes one of this session's own replies to what the client sent:
+    /// for a member of a room that answers later, through the room, so that
+    /// it comes after the member's earlier lines.
+    fn reply(&mut self, line: Bytes) {
+        match (self.state, self.room.as_backend()) {
+            (SessionState::Joined(id), Some(backend)) => {
+                let result = backend.reply(id, &self.outbox, line);
+                self.settle(result);
+            }
+            _ => self.send(line),
+        }
+    }
+
+    /// Pushes one of this session's own lines. If it overflows the outbox,
     /// the connection is over.
     fn send(&mut self, line: Bytes) {
         if self.outbox.push(&line) == Push::Overflow {
@@ -298,51 +436,7 @@ impl Session {
     }
 }
 
-/// Public lines read together, waiting to go to the room as one event.
-struct Said<'a> {
-    texts: Vec<&'a str>,
-    /// The rendered size of the lines in `texts`.
-    bytes: usize,
-    /// The most rendered bytes of one event (unless a single line is more).
-    max_bytes: usize,
-    /// What rendering adds to each line's text.
-    overhead: usize,
-}
-
-impl<'a> Said<'a> {
-    /// At most this many bytes go to the room in one event, so that one
-    /// sender's burst holds the room's lock only briefly.
-    const MAX_BYTES: usize = 16 * 1024;
-
-    /// A batch for an outbox holding `queue_limit` bytes: one event takes at
-    /// most a quarter of it (rendered), unless a single line is more. A
-    /// member whose writer keeps its queue under three quarters full takes
-    /// every batch whole, as it would take the same lines one by one; a
-    /// batch larger than the queue would overflow every member at once.
-    fn new(queue_limit: usize, overhead: usize) -> Self {
-        Said {
-            texts: Vec::new(),
-            bytes: 0,
-            max_bytes: Self::MAX_BYTES.min(queue_limit / 4),
-            overhead,
-        }
-    }
-
-    /// Whether `text` can join the batch (an empty batch takes any line).
-    fn fits(&self, text: &str) -> bool {
-        self.texts.is_empty() || self.bytes + self.overhead + text.len() <= self.max_bytes
-    }
-
-    fn add(&mut self, text: &'a str) {
-        self.texts.push(text);
-        self.bytes += self.overhead + text.len();
-    }
-
-    fn clear(&mut self) {
-        self.texts.clear();
-        self.bytes = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod waiting_tests;

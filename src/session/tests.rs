@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::outbox::OutboxState;
+use crate::room::ChatRoom;
 
 struct Client {
     session: Session,

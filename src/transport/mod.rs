@@ -41,6 +41,10 @@
 //!   exceeds its timeout fails with `WouldBlock` or `TimedOut`, or returns a
 //!   partial count. `shutdown(Write)` ends the stream after what was written;
 //!   `shutdown(Read)` makes a blocked read on the other half return `Ok(0)`.
+//!   The server ends a connection with [`WriteHalf::close`], which says why
+//!   (by default it is `shutdown(Write)`), after a `flush` that it retries
+//!   while it times out: a transport that encodes lines may keep some bytes
+//!   back from a write that timed out, and send them on `flush`.
 //! - Dropping both halves closes the connection.
 //!
 //! ```
@@ -162,6 +166,17 @@ pub trait WriteHalf: io::Write + Send + 'static {
 
     /// Shuts down one or both directions of the whole connection.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+
+    /// Ends the stream after what was written, the server's way: `reason`
+    /// says why, for a transport whose closing can tell the client (a
+    /// WebSocket close code: 1000 after `QUIT`, 1001 at shutdown, 1013 when
+    /// the server is full, 1008 for a name timeout). The server calls it
+    /// once, after its last line. By default, [`WriteHalf::shutdown`] of the
+    /// writing direction.
+    fn close(&self, reason: CloseReason) -> io::Result<()> {
+        let _ = reason;
+        self.shutdown(Shutdown::Write)
+    }
 
     /// Ends the connection at once, dropping whatever it still had to send
     /// (a member cut as a slow consumer: what it was not sent is of no use

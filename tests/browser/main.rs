@@ -1,31 +1,34 @@
 //! A real headless Chromium (Debian's `chromium`, never a downloaded build)
-//! uses the chat page over `ws` and `wss`, and chats with a TCP member in
-//! the same room, driven by `chat.mjs` (node, playwright-core).
+//! uses the chat page of a real `tcp_server` process over `ws` and `wss`,
+//! and chats with a TCP member in the same room, driven by `chat.mjs`
+//! (node, playwright-core), as a person would: a name, public lines, a
+//! whisper each way, and the page saying the connection is lost when the
+//! server stops (SIGTERM).
+//!
+//! The server runs as a newcomer runs it: `tcp_server --addr 127.0.0.1:0
+//! --ws-addr 127.0.0.1:0 --wss-addr 127.0.0.1:0`, the addresses read from
+//! its listener lines; `wss` uses the self-signed certificate it makes at
+//! start (the browser ignores certificate errors).
 //!
 //! Needs `/usr/bin/chromium` (`apt-get install chromium`) and
 //! `npm ci --prefix tests/browser`, so it is ignored by default:
 //! `cargo test --test browser -- --ignored`. Set `CHATCORE_SCREENSHOTS` to a
 //! directory to keep screenshots of the page.
-//!
-//! Until the event loops run layers, the page is served by the threaded
-//! driver through a test-only blocking transport (`tests/common/layered.rs`).
 #![cfg(all(feature = "tls", feature = "websocket"))]
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../examples/process.rs"]
+mod process;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 
-use chatcore::transport::layer::{Layer, Stack};
-use chatcore::transport::tls::{TlsCertificate, TlsLayer};
-use chatcore::transport::ws::WsLayer;
-use chatcore::{ChatRoom, Server, ServerConfig, TcpTransport};
-use common::layered::{LayeredTransport, MakeLayer};
-use common::{Client, TIMEOUT};
+use common::TIMEOUT;
+use process::ServerProc;
 
 /// What the page showed, as `chat.mjs` printed it.
 #[derive(Debug, Default)]
@@ -76,33 +79,20 @@ fn run_page(url: String) -> mpsc::Receiver<PageReport> {
     rx
 }
 
+/// A `tcp_server` process with a member `bob` over TCP, and a browser
+/// whose page, at `http://` of the `--ws-addr` listener or `https://` of
+/// the `--wss-addr` one (`secure`), joins as `ana` and chats with him.
 fn chat_with_a_browser(secure: bool) {
-    let room = Arc::new(ChatRoom::new());
-    let tcp = TcpTransport::bind("127.0.0.1:0").expect("bind");
-    let tcp_addr = tcp.local_addr();
-    let tcp_server = Server::with_room(tcp, ServerConfig::default(), room.clone());
-    let make: MakeLayer = if secure {
-        let certificate = TlsCertificate::self_signed().expect("certificate");
-        let config = certificate.server_config().expect("config");
-        Arc::new(move || -> Box<dyn Layer> {
-            let tls = TlsLayer::new(config.clone()).expect("TLS layer");
-            Box::new(Stack::new(tls, WsLayer::new()))
-        })
+    let mut server = ServerProc::start(
+        "events",
+        &["--ws-addr", "127.0.0.1:0", "--wss-addr", "127.0.0.1:0"],
+    );
+    let web_addr = server.listener(if secure {
+        "Secure WebSocket"
     } else {
-        Arc::new(|| -> Box<dyn Layer> { Box::new(WsLayer::new()) })
-    };
-    let web = LayeredTransport::bind(make).expect("bind");
-    let web_addr = web.local_addr();
-    let web_server = Server::with_room(web, ServerConfig::default(), room);
-    let shutdowns = [tcp_server.shutdown_handle(), web_server.shutdown_handle()];
-    let tcp_thread = thread::spawn(move || tcp_server.run_event_loops(1));
-    let web_thread = thread::spawn(move || web_server.run());
-
-    let mut bob = Client::connect(tcp_addr);
-    bob.expect("NAME");
-    bob.send_line("bob");
-    bob.expect("Welcome to the chat, bob!");
-    bob.expect("bob has joined the chat.");
+        "WebSocket"
+    });
+    let mut bob = server.join("bob");
 
     let scheme = if secure { "https" } else { "http" };
     let page = run_page(format!("{scheme}://{web_addr}/"));
@@ -113,10 +103,10 @@ fn chat_with_a_browser(secure: bool) {
     bob.send_line("\\w ana psst from nc");
     bob.expect("bob: hi ana");
     bob.expect("priv(ana): psst from the browser");
-    for shutdown in &shutdowns {
-        shutdown.trigger();
-    }
+    server.proc.signal("TERM");
     bob.expect("Server is shutting down.");
+    bob.expect_closed();
+    server.proc.expect_exit(0);
 
     let report = page
         .recv_timeout(TIMEOUT * 3)
@@ -158,15 +148,6 @@ fn chat_with_a_browser(secure: bool) {
     assert_eq!(report.field("newestVisible"), "true");
     assert_eq!(report.field("fitsWidth"), "true");
     assert_eq!(report.field("inputDisabled"), "true");
-
-    tcp_thread
-        .join()
-        .expect("tcp server")
-        .expect("tcp server ran");
-    web_thread
-        .join()
-        .expect("web server")
-        .expect("web server ran");
 }
 
 #[test]

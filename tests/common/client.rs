@@ -109,6 +109,20 @@ impl Client {
         }
     }
 
+    /// Sends the start of a line that does not end yet: over TCP and TLS
+    /// the bytes as they are (no `\n`), over WebSocket the first fragment of
+    /// a text message (no FIN). What the client sends next continues it:
+    /// raw bytes over TCP and TLS, a continuation frame over WebSocket.
+    pub fn send_unfinished(&mut self, bytes: &[u8]) {
+        match &mut self.wire {
+            Wire::Lines(_) => self.send(bytes),
+            Wire::WebSocket(_) => {
+                let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), false);
+                self.send_message(Message::Frame(frame));
+            }
+        }
+    }
+
     /// Sends one line: with `\n` over TCP and TLS, as one text message
     /// (without `\n`) over WebSocket.
     pub fn send_line(&mut self, line: &str) {

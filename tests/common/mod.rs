@@ -3,25 +3,28 @@
 //! each transport ([`Kind`]): lines over TCP or TLS, WebSocket, WebSocket
 //! over TLS.
 //!
-//! A test runs over every transport the way it runs over both drivers:
+//! A test runs over every transport the way it runs over both drivers, on
+//! a new server (a listener per transport) each time; a failure names its
+//! I/O mode and transport:
 //!
 //! ```ignore
-//! for &io in IO_MODES {
-//!     for &kind in TRANSPORTS {
-//!         let server = TestServer::with_transports(io, ServerConfig::default());
-//!         let mut ana = server.join_over(kind, "ana");
-//!         ana.send_line("QUIT");
-//!         ana.expect_closed_with(1000);
-//!     }
-//! }
+//! each_transport(TRANSPORTS, ServerConfig::default(), |server, kind| {
+//!     let mut ana = server.join_over(kind, "ana");
+//!     ana.send_line("QUIT");
+//!     ana.expect_closed_with(1000);
+//! });
 //! ```
+//!
+//! [`LINE_TRANSPORTS`] is for what only a byte stream has (raw bytes, lines
+//! split across writes, invalid UTF-8 kept open); [`WEBSOCKET_TRANSPORTS`]
+//! for close codes, pings and frames.
 #![allow(dead_code)]
 
 pub mod client;
-pub mod layered;
 mod listeners;
+pub mod raw;
 pub mod trust;
-mod wire;
+pub mod wire;
 
 use std::fmt;
 use std::io::Write;
@@ -122,12 +125,11 @@ pub const WEBSOCKET_TRANSPORTS: &[Kind] = &[
     Kind::Wss,
 ];
 
-/// A server running on its own thread(s), stopped on drop.
+/// A server running on its own thread, stopped on drop.
 ///
 /// [`TestServer::start`] and its siblings listen on TCP only;
-/// [`TestServer::with_transports`] also on TLS, WS and WSS (see
-/// `listeners.rs` for how those are served today, and how a server with
-/// listeners of its own plugs in).
+/// [`TestServer::with_transports`] also on TLS, WS and WSS (one server, a
+/// listener per transport: see `listeners.rs`).
 pub struct TestServer {
     /// The TCP listener's address.
     pub addr: SocketAddr,
@@ -136,9 +138,9 @@ pub struct TestServer {
     listeners: Vec<(Kind, SocketAddr)>,
     /// How TLS clients trust this server.
     trust: Trust,
-    shutdowns: Vec<Shutdown>,
-    /// One per server thread; empty once stopped.
-    stopped: Vec<mpsc::Receiver<Result<(), ServerError>>>,
+    shutdown: Shutdown,
+    /// What `run` returned; `None` once stopped.
+    stopped: Option<mpsc::Receiver<Result<(), ServerError>>>,
 }
 
 impl TestServer {
@@ -149,51 +151,46 @@ impl TestServer {
 
     /// Starts a server with the given limits on 127.0.0.1, port 0.
     pub fn with_config(io: Io, config: ServerConfig) -> Self {
-        Self::spawn(config, move |server| match io {
-            Io::Threads => server.run(),
-            Io::Events => server.run_event_loops(2),
-        })
+        Self::run(Server::new(bind_tcp(), config), io)
     }
 
     /// Starts a server with `loops` event loops (one makes the order of a
     /// loop's work independent of thread scheduling).
     pub fn with_event_loops(loops: usize, config: ServerConfig) -> Self {
-        Self::spawn(config, move |server| server.run_event_loops(loops))
+        Self::spawn(Server::new(bind_tcp(), config), move |server| {
+            server.run_event_loops(loops)
+        })
     }
 
-    /// Binds 127.0.0.1 port 0 and runs the server on its own thread.
+    /// Runs `server` on its own thread, on `io`.
+    fn run(server: Server<TcpTransport>, io: Io) -> Self {
+        Self::spawn(server, move |server| match io {
+            Io::Threads => server.run(),
+            Io::Events => server.run_event_loops(2),
+        })
+    }
+
+    /// Runs `server` on its own thread with `run`; it stops with this test
+    /// server.
     fn spawn(
-        config: ServerConfig,
+        server: Server<TcpTransport>,
         run: impl FnOnce(Server<TcpTransport>) -> Result<(), ServerError> + Send + 'static,
     ) -> Self {
-        let transport = TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = transport.local_addr();
-        let server = Server::new(transport, config);
+        let addr = server.transport().local_addr();
         let room = server.room().clone();
-        let mut test_server = TestServer {
-            addr,
-            room,
-            listeners: vec![(Kind::Tcp, addr)],
-            trust: Trust::default(),
-            shutdowns: Vec::new(),
-            stopped: Vec::new(),
-        };
-        test_server.run_on_a_thread(server, run);
-        test_server
-    }
-
-    /// Runs `server` on its own thread; it stops with this test server.
-    fn run_on_a_thread<T: chatcore::Transport + Send + 'static>(
-        &mut self,
-        server: Server<T>,
-        run: impl FnOnce(Server<T>) -> Result<(), ServerError> + Send + 'static,
-    ) {
-        self.shutdowns.push(server.shutdown_handle());
+        let shutdown = server.shutdown_handle();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let _ = tx.send(run(server));
         });
-        self.stopped.push(rx);
+        TestServer {
+            addr,
+            room,
+            listeners: vec![(Kind::Tcp, addr)],
+            trust: Trust::default(),
+            shutdown,
+            stopped: Some(rx),
+        }
     }
 
     /// The address of the listener for `kind`; fails the test if this
@@ -249,26 +246,16 @@ impl TestServer {
 
     /// Begins the shutdown without waiting for it.
     pub fn trigger_shutdown(&self) {
-        for shutdown in &self.shutdowns {
-            shutdown.trigger();
-        }
+        self.shutdown.trigger();
     }
 
-    /// Shuts the server down and waits (bounded) for `run` to return (for
-    /// every server thread; the first error is returned).
+    /// Shuts the server down and waits (bounded) for `run` to return.
     pub fn stop(&mut self) -> Result<(), ServerError> {
         self.trigger_shutdown();
-        assert!(!self.stopped.is_empty(), "server already stopped");
-        let mut result = Ok(());
-        for rx in self.stopped.drain(..) {
-            let ran = rx
-                .recv_timeout(TIMEOUT)
-                .expect("the server did not stop within the timeout");
-            if result.is_ok() {
-                result = ran;
-            }
-        }
-        result
+        let stopped = self.stopped.take().expect("server already stopped");
+        stopped
+            .recv_timeout(TIMEOUT)
+            .expect("the server did not stop within the timeout")
     }
 
     /// Waits until the room has `n` members.
@@ -280,8 +267,47 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.trigger_shutdown();
-        for rx in self.stopped.drain(..) {
-            let _ = rx.recv_timeout(TIMEOUT);
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.recv_timeout(TIMEOUT);
+        }
+    }
+}
+
+/// A TCP listener on 127.0.0.1, port 0.
+fn bind_tcp() -> TcpTransport {
+    TcpTransport::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
+/// Runs `test` once for each I/O mode and each transport of `kinds`, each
+/// time on a new server with every listener
+/// ([`TestServer::with_transports`]) and `config`; a failure names its case.
+pub fn each_transport(
+    kinds: &[Kind],
+    config: ServerConfig,
+    mut test: impl FnMut(TestServer, Kind),
+) {
+    for &io in IO_MODES {
+        for &kind in kinds {
+            let _case = Case::new(format!("{io:?}, over {kind}"));
+            test(TestServer::with_transports(io, config.clone()), kind);
+        }
+    }
+}
+
+/// Names the case a test is running: when the test fails while this is
+/// alive, the case is printed with the failure (the test's captured output).
+pub struct Case(String);
+
+impl Case {
+    pub fn new(case: impl Into<String>) -> Self {
+        Case(case.into())
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("the test failed in the case: {}", self.0);
         }
     }
 }

@@ -179,8 +179,12 @@ pub fn timed_out(e: &io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut
 }
 
-/// A connection cut by the server: a reset, or TLS ended without
-/// `close_notify`.
+/// A connection cut by the server: a reset, TLS ended without
+/// `close_notify`, or (a WebSocket client answering the server's close
+/// frame) a write to a connection the server has closed.
 pub fn cut(e: &io::Error) -> bool {
-    e.kind() == ErrorKind::ConnectionReset || e.kind() == ErrorKind::UnexpectedEof
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
+    )
 }

@@ -100,6 +100,30 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the process (SIGSTOP): its connections stay open and nothing
+    /// is answered, the cleanest outage. [`NatsServer::resume`] ends it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("nats-server is running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -{name} nats-server failed: {status}"
+        );
+    }
+
     /// Starts it (again) on the same port with the same store, and waits
     /// until it says it is ready.
     pub fn restart(&mut self) {

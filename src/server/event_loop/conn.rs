@@ -228,10 +228,35 @@ impl Conn {
             }
         }
         if let Some(session) = &mut self.session {
-            if session.state() == SessionState::Handshake {
+            if matches!(
+                session.state(),
+                SessionState::Handshake | SessionState::Joining
+            ) {
                 session.name_timed_out();
             }
         }
+    }
+
+    /// Whether its session waits for the room's answer to its name: nothing
+    /// is read meanwhile (see [`Session::resume`]).
+    pub(super) fn is_waiting(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::is_waiting)
+    }
+
+    /// If its session was waiting and the room has answered: hands the
+    /// session the input it held. Returns whether it did (the loop then
+    /// reads again).
+    pub(super) fn resume(&mut self) -> bool {
+        let Some(session) = &mut self.session else {
+            return false;
+        };
+        if !session.resume(&mut self.input) {
+            return false;
+        }
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        true
     }
 
     /// Writes what is due, as far as the socket takes it.

@@ -12,7 +12,7 @@ use mio::{Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use crate::outbox::Wake;
-use crate::room::ChatRoom;
+use crate::room::Room;
 use crate::server::config::ServerConfig;
 use crate::server::connections::Connections;
 use crate::server::listener::LayerFactory;
@@ -82,7 +82,7 @@ impl LoopHandle {
     /// Starts a loop on its own thread.
     pub(crate) fn spawn(
         index: usize,
-        room: Arc<ChatRoom>,
+        room: Room,
         config: ServerConfig,
         connections: Arc<Connections>,
         on_exit: Option<Arc<Waker>>,

@@ -34,7 +34,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::outbox::{Outbox, OutboxState};
 use crate::protocol::Reply;
-use crate::room::ChatRoom;
+use crate::room::Room;
 use crate::session::Session;
 use crate::transport::reset_on_close;
 
@@ -76,7 +76,7 @@ const IMMEDIATE_WAKES: usize = 16;
 struct EventLoop {
     poll: Poll,
     shared: Arc<Shared>,
-    room: Arc<ChatRoom>,
+    room: Room,
     config: ServerConfig,
     connections: Arc<Connections>,
     conns: Vec<Option<Conn>>,
@@ -101,7 +101,7 @@ impl EventLoop {
     fn new(
         poll: Poll,
         shared: Arc<Shared>,
-        room: Arc<ChatRoom>,
+        room: Room,
         config: ServerConfig,
         connections: Arc<Connections>,
     ) -> Self {
@@ -303,7 +303,9 @@ impl EventLoop {
         };
         let mut more = false;
         for round in 0..MAX_READS_PER_TURN {
-            if conn.input_ended {
+            // A session waiting for the room's answer holds its input: read
+            // no more until it resumes (see `flush`).
+            if conn.input_ended || conn.is_waiting() {
                 break;
             }
             match conn.stream.read(&mut self.read_buf) {
@@ -340,7 +342,9 @@ impl EventLoop {
             return;
         };
         let (pending, state) = conn.outbox.status();
-        let urgent = state != OutboxState::Open || pending >= conn.outbox.urgent_bytes();
+        let urgent = state != OutboxState::Open
+            || pending >= conn.outbox.urgent_bytes()
+            || conn.is_waiting();
         if urgent || (!conn.deferred && now >= conn.flushed_at + interval) {
             // Its token may stay in the deferred list: the tick skips it.
             conn.deferred = false;
@@ -377,6 +381,10 @@ impl EventLoop {
         };
         if conn.phase != Phase::Open {
             return;
+        }
+        if conn.resume() {
+            // The room answered its name: it reads again.
+            self.read_again.push(token);
         }
         match conn.write_out(&mut self.scratch) {
             Next::Wait => {}

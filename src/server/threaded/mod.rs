@@ -2,29 +2,39 @@
 //! writer thread empties the outbox into the connection.
 //!
 //! Closing is careful not to lose what was sent: the writer writes all that
-//! is queued, ends its direction (`shutdown(Write)`), and only then is the
-//! connection dropped, once the reader has seen the client's end of input or
-//! a short linger has passed.
+//! is queued, ends its direction ([`WriteHalf::close`], with the reason the
+//! outbox tells), and only then is the connection dropped, once the reader
+//! has seen the client's end of input or a short linger has passed.
+//!
+//! Connections of a listener with layers (TLS, WebSocket) run the same
+//! loops over [`layered`]'s adapter, which runs the layers on the
+//! connection's own threads.
+
+mod layered;
+mod refuse;
 
 use std::io::{self, Write};
 use std::net::Shutdown as Direction;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
 use crate::outbox::{Outbox, OutboxState, WriteBatch, DEFAULT_BATCH_PARTS};
 use crate::protocol::Reply;
-use crate::room::ChatRoom;
+use crate::room::Room;
 use crate::session::{Session, SessionState};
-use crate::transport::{is_timeout, Connection, ReadHalf, WriteHalf};
+use crate::transport::layer::CloseReason;
+use crate::transport::{is_timeout, Connection, ReadHalf, TcpConnection, WriteHalf};
 
+use super::close::close_reason;
 use super::config::ServerConfig;
 use super::connections::{Connections, Refusal};
-use super::LINGER;
+use super::{LayerFactory, LINGER};
+use layered::LayeredConnection;
+use refuse::{refuse, refuse_layered};
 
 /// Stack size of connection threads: sessions need little.
 const STACK_SIZE: usize = 128 * 1024;
@@ -33,32 +43,66 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The most bytes one write takes: a writer blocked on a client that does
 /// not read holds on to what it was writing (the room log's chunks).
 const WRITE_BATCH: usize = 64 * 1024;
+/// How often a reader waiting for the room's answer to its name looks at
+/// its deadline.
+const ANSWER_TICK: Duration = Duration::from_millis(100);
 /// How often a blocked write looks whether its outbox was aborted.
 const WRITE_TICK: Duration = Duration::from_millis(250);
-/// At most this many threads saying `Server is full.` at once; past it, the
-/// line is written without lingering.
-const MAX_REFUSERS: usize = 64;
-
-static REFUSERS: AtomicUsize = AtomicUsize::new(0);
+/// How a connection is told it was refused: the line, why it closes, and
+/// when the name timeout (counted from the TCP accept) ends.
+type Refuse<C> = fn(C, Bytes, CloseReason, Option<Instant>);
 
 /// Starts serving one accepted connection on two threads.
 pub(crate) fn serve<C: Connection>(
     connection: C,
-    room: &Arc<ChatRoom>,
+    room: &Room,
     config: &ServerConfig,
     connections: &Arc<Connections>,
 ) {
+    serve_with(connection, room, config, connections, refuse);
+}
+
+/// Starts serving a connection accepted by a listener whose connections
+/// run the layers `layers` makes (`None`: plain lines), on two threads; the
+/// layers are made and run on those threads.
+pub(crate) fn serve_listener(
+    connection: TcpConnection,
+    layers: Option<LayerFactory>,
+    room: &Room,
+    config: &ServerConfig,
+    connections: &Arc<Connections>,
+) {
+    match layers {
+        None => serve(connection, room, config, connections),
+        Some(make) => {
+            let connection = LayeredConnection::new(connection, make);
+            serve_with(connection, room, config, connections, refuse_layered);
+        }
+    }
+}
+
+fn serve_with<C: Connection>(
+    connection: C,
+    room: &Room,
+    config: &ServerConfig,
+    connections: &Arc<Connections>,
+    refuse: Refuse<C>,
+) {
     let peer = connection.peer();
+    // A timeout too large to add to now means "never".
+    let name_deadline = Instant::now().checked_add(config.name_timeout);
     let outbox = Arc::new(Outbox::new(config.queue_bytes));
     let slot = match connections.register(outbox.clone()) {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
             log::warn!("refused {peer}: the server is full");
-            refuse(connection, Reply::ServerFull);
+            let line = Reply::ServerFull.encode();
+            refuse(connection, line, CloseReason::Full, name_deadline);
             return;
         }
         Err(Refusal::Closed) => {
-            refuse(connection, Reply::ShuttingDown);
+            let line = Reply::ShuttingDown.encode();
+            refuse(connection, line, CloseReason::Shutdown, name_deadline);
             return;
         }
     };
@@ -71,8 +115,6 @@ pub(crate) fn serve<C: Connection>(
     };
     log::debug!("accepted {peer}");
     let session = Session::new(room.clone(), outbox.clone(), config.max_line);
-    // A timeout too large to add to now means "never".
-    let name_deadline = Instant::now().checked_add(config.name_timeout);
     let slot = Arc::new(slot);
     let reader_done = Arc::new(Done::default());
 
@@ -114,16 +156,23 @@ fn read_loop<R: ReadHalf>(mut reader: R, mut session: Session, name_deadline: Op
     let mut timeout = None;
     while !session.is_closed() {
         let wanted = match (session.state(), name_deadline) {
-            (SessionState::Handshake, Some(name_deadline)) => {
+            (SessionState::Handshake | SessionState::Joining, Some(name_deadline)) => {
                 let left = name_deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     session.name_timed_out();
-                    break;
+                    continue;
                 }
                 Some(left)
             }
             _ => None,
         };
+        if session.is_waiting() {
+            // Nothing is read until the room answers the name (see
+            // `Session::resume`): `buf` holds one read at most.
+            session.wait_answer(wanted.map_or(ANSWER_TICK, |left| left.min(ANSWER_TICK)));
+            session.resume(&mut buf);
+            continue;
+        }
         if wanted != timeout {
             if let Err(error) = reader.set_read_timeout(wanted) {
                 log::debug!("read timeout not set: {error}");
@@ -191,11 +240,11 @@ fn write_loop<W: WriteHalf>(mut writer: W, outbox: &Outbox, reader_done: &Done) 
             continue;
         }
         if state == OutboxState::Closing {
-            break true;
+            break flush(&mut writer, outbox);
         }
     };
     if graceful {
-        let _ = writer.shutdown(Direction::Write);
+        let _ = writer.close(close_reason(outbox));
     } else {
         // Cut, or its connection failed: what it was not sent goes.
         let _ = writer.abort();
@@ -238,29 +287,23 @@ fn write_batch<W: Write>(
     }
 }
 
-/// Tells a connection it was refused (`Server is full.`) and closes it.
-fn refuse<C: Connection>(connection: C, reply: Reply<'_>) {
-    let line = reply.encode();
-    let Ok((mut reader, mut writer)) = connection.split() else {
-        return;
-    };
-    let say = move |writer: &mut C::Writer| {
-        let _ = writer.set_write_timeout(Some(WRITE_TICK));
-        let _ = writer.write_all(&line);
-        let _ = writer.shutdown(Direction::Write);
-    };
-    if REFUSERS.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSERS {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-        say(&mut writer);
-        return;
-    }
-    let spawned = spawn("chat-refuse", move || {
-        say(&mut writer);
-        linger(&mut reader, &mut [0; 512]);
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
-    });
-    if spawned.is_err() {
-        REFUSERS.fetch_sub(1, Ordering::SeqCst);
+/// Flushes what the writer kept back (see [`WriteHalf::close`]), retrying
+/// timeouts unless the outbox is aborted. Returns whether it all went out.
+fn flush<W: WriteHalf>(writer: &mut W, outbox: &Outbox) -> bool {
+    loop {
+        match writer.flush() {
+            Ok(()) => return true,
+            Err(error) if is_timeout(&error) || error.kind() == io::ErrorKind::Interrupted => {
+                if outbox.state() == OutboxState::Aborted {
+                    return false;
+                }
+            }
+            Err(error) => {
+                log::debug!("flush failed: {error}");
+                outbox.abort();
+                return false;
+            }
+        }
     }
 }
 
@@ -299,6 +342,7 @@ impl Drop for DoneGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::ChatRoom;
 
     /// A writer that takes at most `step` bytes a call.
     struct Trickle {
