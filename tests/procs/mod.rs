@@ -76,6 +76,9 @@ pub struct ServerProc {
     stdout: Receiver<String>,
     /// Everything it wrote on standard error so far.
     stderr: Arc<Mutex<String>>,
+    /// The thread gathering it: done once the process's standard error
+    /// has ended.
+    stderr_reader: thread::JoinHandle<()>,
 }
 
 impl ServerProc {
@@ -95,13 +98,14 @@ impl ServerProc {
             .spawn()
             .unwrap_or_else(|e| panic!("{label}: cannot start tcp_server: {e}"));
         let stdout = lines_of(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
+        let (stderr, stderr_reader) = collect(child.stderr.take().expect("piped stderr"));
         let mut proc = ServerProc {
             label: label.to_owned(),
             child,
             addr: None,
             stdout,
             stderr,
+            stderr_reader,
         };
         proc.addr = match proc.stdout.recv_timeout(PROC_TIMEOUT) {
             Ok(line) => {
@@ -151,6 +155,10 @@ impl ServerProc {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Its last lines may still be on their way to `stderr`.
+                while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+                    thread::park_timeout(Duration::from_millis(5));
+                }
                 return status;
             }
             assert!(
@@ -206,11 +214,12 @@ fn lines_of(output: impl Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Everything `output` says, gathered as it comes (echoed with
-/// `TEST_SERVER_LOG` set).
-fn collect(output: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+/// `TEST_SERVER_LOG` set), and the thread that gathers it (it ends with
+/// the output).
+fn collect(output: impl Read + Send + 'static) -> (Arc<Mutex<String>>, thread::JoinHandle<()>) {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = text.clone();
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         for line in BufReader::new(output).lines() {
             let Ok(line) = line else { return };
             if std::env::var_os("TEST_SERVER_LOG").is_some() {
@@ -222,5 +231,5 @@ fn collect(output: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             }
         }
     });
-    text
+    (text, reader)
 }
