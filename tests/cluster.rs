@@ -10,6 +10,8 @@ mod nats;
 #[path = "cluster/nodes.rs"]
 mod nodes;
 mod procs;
+#[path = "cluster/refused.rs"]
+mod refused;
 
 use std::collections::HashSet;
 use std::thread;
