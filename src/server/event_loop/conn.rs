@@ -61,6 +61,10 @@ pub(super) struct Scratch {
     /// A batch's parts joined, for layers that pay per call (a TLS record
     /// each).
     joined: Vec<u8>,
+    /// The encoded bytes of the layered connection being written, lent to
+    /// it while it writes: a connection keeps a buffer of its own only for
+    /// what the socket did not take, so a write costs no allocation.
+    wire: BytesMut,
 }
 
 impl Scratch {
@@ -70,6 +74,7 @@ impl Scratch {
             plain: BytesMut::new(),
             batch: WriteBatch::new(),
             joined: Vec::new(),
+            wire: BytesMut::new(),
         }
     }
 }
@@ -325,7 +330,30 @@ impl Conn {
     /// Through the layers: the layer's own output first, then one batch of
     /// the outbox at a time, each encoded once its predecessor is written.
     fn write_layered(&mut self, scratch: &mut Scratch) -> Next {
-        let Scratch { batch, joined, .. } = scratch;
+        let Scratch {
+            batch,
+            joined,
+            wire,
+            ..
+        } = scratch;
+        if let Some(layered) = self.layered.as_deref_mut() {
+            if layered.wire.is_empty() {
+                std::mem::swap(&mut layered.wire, wire);
+            }
+        }
+        let next = self.encode_and_write(batch, joined);
+        if let Some(layered) = self.layered.as_deref_mut() {
+            if layered.wire.is_empty() {
+                // All written: the buffer goes back to the loop, and the
+                // idle connection holds none.
+                *wire = std::mem::take(&mut layered.wire);
+            }
+        }
+        next
+    }
+
+    /// [`Conn::write_layered`]'s work, in the connection's `wire` buffer.
+    fn encode_and_write(&mut self, batch: &mut WriteBatch, joined: &mut Vec<u8>) -> Next {
         loop {
             let Some(layered) = self.layered.as_deref_mut() else {
                 return Next::Wait;
@@ -337,7 +365,7 @@ impl Conn {
                     layered.close(CloseReason::Policy);
                     let _ = self.stream.write(&layered.wire);
                 }
-                layered.wire = BytesMut::new();
+                layered.wire.clear();
                 return Next::Close;
             }
             if !layered.wire.is_empty() {
@@ -353,7 +381,6 @@ impl Conn {
                     None => continue,
                 }
             }
-            release_if_empty(&mut layered.wire);
             if layered.layer.wants_write() {
                 layered.layer.poll_transmit(&mut layered.wire);
                 if !layered.wire.is_empty() {
